@@ -1,0 +1,50 @@
+// Command cardwire-dev is the local-stack helper: it makes a webhook secret,
+// sends correctly signed sample Seam events to a receiver, and prints what
+// arrives in SEAM_EVENTS. It is for development only; nothing in production
+// runs it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "cardwire-dev:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: cardwire-dev <command> [flags]
+
+commands:
+  secret   print a new random whsec_ webhook secret
+  send     sign a sample Seam event with the svix library and POST it to the receiver
+  tail     print every message that arrives in SEAM_EVENTS
+
+Run "cardwire-dev <command> -h" for a command's flags.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("a command is required\n%s", usage)
+	}
+	switch args[0] {
+	case "secret":
+		return secretCmd(stdout)
+	case "send":
+		return sendCmd(ctx, args[1:], getenv, stdout)
+	case "tail":
+		return tailCmd(ctx, args[1:], getenv, stdout)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/config"
+	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/lifecycle"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// cfg is everything the receiver reads from its environment. The README's
+// configuration table lists the same variables.
+type cfg struct {
+	NATS            broker.Options
+	AdminAddr       string
+	ReceiverAddr    string
+	Secrets         []config.Secret
+	Tolerance       time.Duration
+	Receiver        events.Options
+	Server          lifecycle.ServerOptions
+	Stream          streams.EventsStreamOptions
+	ManageStream    bool
+	ShutdownTimeout time.Duration
+}
+
+func loadConfig(env *config.Env) cfg {
+	c := cfg{
+		NATS:     broker.DefaultOptions(),
+		Receiver: events.DefaultOptions(),
+		Server:   lifecycle.DefaultServerOptions(),
+		Stream:   streams.DefaultEventsStreamOptions(),
+	}
+	c.NATS.Name = "cardwire-webhook-receiver"
+	c.NATS.URL = env.String("NATS_URL", c.NATS.URL)
+	c.NATS.CredsFile = env.String("NATS_CREDS_FILE", "")
+	c.AdminAddr = env.String("ADMIN_ADDR", ":9090")
+	c.ReceiverAddr = env.String("RECEIVER_ADDR", ":8080")
+	c.Secrets = env.Secrets("SEAM_WEBHOOK_SECRET")
+	c.Tolerance = env.Duration("SEAM_WEBHOOK_TOLERANCE", 5*time.Minute)
+	c.Receiver.MaxBodyBytes = int64(env.Int("RECEIVER_MAX_BODY_BYTES", int(c.Receiver.MaxBodyBytes)))
+	c.Receiver.PublishTimeout = env.Duration("RECEIVER_PUBLISH_TIMEOUT", c.Receiver.PublishTimeout)
+	c.Receiver.MaxInFlight = env.Int("RECEIVER_MAX_IN_FLIGHT", c.Receiver.MaxInFlight)
+	c.Receiver.RetryAfter = env.Duration("RECEIVER_RETRY_AFTER", c.Receiver.RetryAfter)
+	c.Stream.Replicas = env.Int("SEAM_EVENTS_REPLICAS", c.Stream.Replicas)
+	c.Stream.MaxAge = env.Duration("SEAM_EVENTS_MAX_AGE", c.Stream.MaxAge)
+	c.Stream.Duplicates = env.Duration("SEAM_EVENTS_DUPLICATE_WINDOW", c.Stream.Duplicates)
+	c.ManageStream = env.Bool("SEAM_EVENTS_MANAGE", true)
+	c.ShutdownTimeout = env.Duration("SHUTDOWN_TIMEOUT", 25*time.Second)
+	return c
+}
+
+// validate checks what the packages cannot: errors name the variable.
+func (c cfg) validate() error {
+	if len(c.Secrets) == 0 {
+		// Fail closed: without a secret every request would be rejected, or
+		// worse, accepted.
+		return fmt.Errorf("SEAM_WEBHOOK_SECRET or SEAM_WEBHOOK_SECRET_FILE must be set to the endpoint's whsec_… secret (comma-separated for rotation)")
+	}
+	if c.Receiver.PublishTimeout >= 15*time.Second {
+		return fmt.Errorf("RECEIVER_PUBLISH_TIMEOUT must be below Svix's 15s answer window, got %s", c.Receiver.PublishTimeout)
+	}
+	if err := c.Stream.Validate(); err != nil {
+		return fmt.Errorf("SEAM_EVENTS_REPLICAS, SEAM_EVENTS_MAX_AGE or SEAM_EVENTS_DUPLICATE_WINDOW: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/cardwire/cardwire/internal/admin"
+	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/config"
+	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/lifecycle"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// headerRoom is what the NATS message headers may take on top of the body.
+const headerRoom = 4 << 10
+
+// run starts the receiver and blocks until ctx is cancelled or a listener
+// fails, then shuts down: public HTTP first (in-flight webhooks get their
+// answer), then the NATS connection is drained, then the admin port.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("webhook-receiver", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintln(stdout, "usage: webhook-receiver\n\nConfigured through environment variables; see the README.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	env := &config.Env{Getenv: getenv}
+	log := env.Logger(stdout).With().Str("service", "webhook-receiver").Logger()
+	c := loadConfig(env)
+	if err := errors.Join(env.Err(), c.validate()); err != nil {
+		return err
+	}
+	secrets := make([]string, len(c.Secrets))
+	for i, s := range c.Secrets {
+		secrets[i] = s.Reveal()
+	}
+	verifier, err := events.NewVerifier(secrets, c.Tolerance)
+	if err != nil {
+		return fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	stopper := lifecycle.NewStopper(log.With().Str("component", "lifecycle").Logger())
+	nc, err := broker.Connect(c.NATS, log, reg)
+	if err != nil {
+		return err
+	}
+	stopper.OnStop("nats", func(ctx context.Context) error { return broker.Drain(ctx, nc) })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
+	}
+
+	adminHandler, err := admin.Handler(admin.Options{
+		Gatherer:     reg,
+		CheckTimeout: time.Second,
+		Log:          log.With().Str("component", "admin").Logger(),
+		Checks: []admin.Check{
+			{Name: "nats", Func: func(context.Context) error { return broker.Ready(nc) }},
+			{Name: "stream", Func: func(ctx context.Context) error {
+				_, err := js.Stream(ctx, streams.EventsStream)
+				return err
+			}},
+		},
+	})
+	if err != nil {
+		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
+	}
+	adminSrv, adminErr, err := lifecycle.Serve(c.AdminAddr, adminHandler, lifecycle.DefaultServerOptions(), log.With().Str("component", "admin").Logger())
+	if err != nil {
+		return errors.Join(fmt.Errorf("ADMIN_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
+	}
+	stopper.OnStop("admin http", adminSrv.Shutdown)
+
+	if err := prepareNATS(ctx, c, nc, js, log); err != nil {
+		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
+	}
+
+	c.Receiver.Verifier = verifier
+	c.Receiver.Publisher = js
+	c.Receiver.Registerer = reg
+	c.Receiver.Log = log.With().Str("component", "receiver").Logger()
+	receiver, err := events.NewReceiver(c.Receiver)
+	if err != nil {
+		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
+	}
+	publicSrv, publicErr, err := lifecycle.Serve(c.ReceiverAddr, receiver.Routes(), c.Server, c.Receiver.Log)
+	if err != nil {
+		return errors.Join(fmt.Errorf("RECEIVER_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
+	}
+	stopper.OnStop("public http", publicSrv.Shutdown)
+	log.Info().Int("secrets", len(secrets)).Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case runErr = <-publicErr:
+		log.Error().Err(runErr).Msg("public listener failed; shutting down")
+	case runErr = <-adminErr:
+		log.Error().Err(runErr).Msg("admin listener failed; shutting down")
+	}
+	return errors.Join(runErr, stopper.Stop(c.ShutdownTimeout))
+}
+
+// prepareNATS waits for the first connection, checks that a maximal webhook
+// fits in one NATS message, and (unless streams are managed elsewhere)
+// creates or updates SEAM_EVENTS, retrying until it succeeds or ctx ends.
+func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) error {
+	if err := broker.WaitConnected(ctx, nc); err != nil {
+		return err
+	}
+	if limit := nc.MaxPayload(); c.Receiver.MaxBodyBytes+headerRoom > limit {
+		return fmt.Errorf("RECEIVER_MAX_BODY_BYTES (%d) plus %d bytes of headers exceeds the NATS server's max_payload (%d)",
+			c.Receiver.MaxBodyBytes, headerRoom, limit)
+	}
+	if !c.ManageStream {
+		log.Info().Str("stream", streams.EventsStream).Msg("stream managed elsewhere (SEAM_EVENTS_MANAGE=false)")
+		return nil
+	}
+	retry := time.NewTicker(2 * time.Second)
+	defer retry.Stop()
+	for {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := streams.EnsureEventsStream(ectx, js, c.Stream)
+		cancel()
+		if err == nil {
+			log.Info().Str("stream", streams.EventsStream).Int("replicas", c.Stream.Replicas).
+				Dur("max_age", c.Stream.MaxAge).Dur("duplicates", c.Stream.Duplicates).Msg("stream ready")
+			return nil
+		}
+		log.Warn().Err(err).Msg("stream not ready; retrying")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ensure stream %s: %w", streams.EventsStream, errors.Join(err, ctx.Err()))
+		case <-retry.C:
+		}
+	}
+}

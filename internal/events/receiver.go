@@ -1,0 +1,297 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/cardwire/cardwire/internal/httpapi"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// publisher is the one method of jetstream.JetStream the receiver needs.
+type publisher interface {
+	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
+// Options configure a Receiver.
+type Options struct {
+	Verifier  *Verifier
+	Publisher publisher
+	Log       zerolog.Logger
+	// Registerer receives the receiver's metrics.
+	Registerer prometheus.Registerer
+	// MaxBodyBytes is the largest body accepted; larger ones get 413.
+	MaxBodyBytes int64
+	// PublishTimeout bounds the wait for a PubAck; it must stay well inside
+	// Svix's 15 s answer window.
+	PublishTimeout time.Duration
+	// MaxInFlight bounds concurrent publishes; beyond it requests get 429.
+	MaxInFlight int
+	// RetryAfter is sent with 429 and 503.
+	RetryAfter time.Duration
+}
+
+// DefaultOptions returns the documented defaults; Verifier, Publisher and
+// Registerer must still be set.
+func DefaultOptions() Options {
+	return Options{
+		MaxBodyBytes:   256 << 10,
+		PublishTimeout: 5 * time.Second,
+		MaxInFlight:    1024,
+		RetryAfter:     5 * time.Second,
+		Log:            zerolog.Nop(),
+	}
+}
+
+// Validate reports the first option that cannot work.
+func (o Options) Validate() error {
+	switch {
+	case o.Verifier == nil:
+		return errors.New("Options.Verifier must be set")
+	case o.Publisher == nil:
+		return errors.New("Options.Publisher must be set")
+	case o.Registerer == nil:
+		return errors.New("Options.Registerer must be set")
+	case o.MaxBodyBytes <= 0:
+		return errors.New("Options.MaxBodyBytes must be positive")
+	case o.PublishTimeout <= 0 || o.PublishTimeout >= 15*time.Second:
+		return fmt.Errorf("Options.PublishTimeout must be between 0 and Svix's 15s answer window, got %s", o.PublishTimeout)
+	case o.MaxInFlight <= 0:
+		return errors.New("Options.MaxInFlight must be positive")
+	case o.RetryAfter <= 0:
+		return errors.New("Options.RetryAfter must be positive")
+	}
+	return nil
+}
+
+// Receiver is the http.Handler for POST /webhooks/seam.
+type Receiver struct {
+	o       Options
+	slots   chan struct{}
+	metrics *metrics
+}
+
+// NewReceiver validates o and registers the receiver's metrics.
+func NewReceiver(o Options) (*Receiver, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return &Receiver{
+		o:       o,
+		slots:   make(chan struct{}, o.MaxInFlight),
+		metrics: newMetrics(o.Registerer),
+	}, nil
+}
+
+// Path is where Seam posts webhooks.
+const Path = "/webhooks/seam"
+
+// Routes returns every route of the public port. Middleware, outermost
+// first: recover (a panic answers 500, never kills the process) → request
+// logger in the context → the mux. Everything but POST /webhooks/seam is a
+// JSON 404 or 405.
+func (rc *Receiver) Routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST "+Path, rc)
+	mux.Handle(Path, httpapi.MethodNotAllowed(http.MethodPost))
+	mux.HandleFunc("/", httpapi.NotFound)
+	return recoverer(rc.o.Log, hlog.NewHandler(rc.o.Log)(mux))
+}
+
+// ServeHTTP handles one webhook delivery: limit → read → verify → parse →
+// publish → answer. It answers 2xx only once JetStream has the message.
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	outcome, reason := rc.serve(w, r)
+	rc.metrics.requests.WithLabelValues(outcome, reason).Inc()
+	rc.metrics.requestDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+}
+
+func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reason string) {
+	log := hlog.FromRequest(r)
+	if r.ContentLength > rc.o.MaxBodyBytes {
+		rc.tooLarge(w, log, r.ContentLength)
+		return OutcomeTooLarge, ""
+	}
+	body, err := readBody(w, r, rc.o.MaxBodyBytes)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			rc.tooLarge(w, log, -1)
+			return OutcomeTooLarge, ""
+		}
+		log.Warn().Err(err).Str("outcome", OutcomeBadRequest).Msg("webhook body not read")
+		httpapi.WriteError(w, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_body", Message: "the request body could not be read"})
+		return OutcomeBadRequest, ""
+	}
+
+	delivery, err := rc.o.Verifier.Verify(body, r.Header)
+	if err != nil {
+		var sigErr *SignatureError
+		reason := ReasonNoMatchingSecret
+		if errors.As(err, &sigErr) {
+			reason = sigErr.Reason
+		}
+		// The signature itself is never logged; the id only helps when Svix's
+		// dashboard shows the same delivery.
+		log.Warn().Str("outcome", OutcomeInvalidSignature).Str("reason", reason).
+			Str("webhook_id", unverifiedID(r.Header)).
+			Msg("webhook rejected")
+		httpapi.WriteError(w, &httpapi.Error{Status: http.StatusUnauthorized, Type: "invalid_signature",
+			Message: "webhook signature verification failed: " + reason})
+		return OutcomeInvalidSignature, reason
+	}
+
+	msg := &nats.Msg{Data: body, Header: nats.Header{
+		streams.HeaderWebhookID:        {delivery.ID},
+		streams.HeaderWebhookTimestamp: {delivery.Timestamp},
+	}}
+	if tp := r.Header.Get(streams.HeaderTraceparent); tp != "" && len(tp) <= 128 {
+		msg.Header[streams.HeaderTraceparent] = []string{tp}
+	}
+	env, err := ParseEnvelope(body)
+	if err == nil {
+		msg.Subject, err = env.Subject()
+	}
+	var envErr *EnvelopeError
+	quarantined := errors.As(err, &envErr)
+	if quarantined {
+		msg.Subject = streams.QuarantineSubject
+		msg.Header[streams.HeaderQuarantineReason] = []string{envErr.Reason}
+	} else {
+		msg.Header[streams.HeaderEventID] = []string{env.EventID}
+		msg.Header[streams.HeaderEventType] = []string{env.EventType}
+		msg.Header[streams.HeaderWorkspaceID] = []string{env.WorkspaceID}
+	}
+	ev := log.With().Str("webhook_id", delivery.ID).Str("event_id", env.EventID).Str("event_type", env.EventType).Logger()
+
+	if outcome, reason := rc.publish(w, r.Context(), &ev, msg); outcome != OutcomeAccepted {
+		if outcome == OutcomeDuplicate {
+			ev.Debug().Str("outcome", outcome).Msg("webhook already stored")
+			w.WriteHeader(http.StatusNoContent)
+		}
+		return outcome, reason
+	}
+
+	w.WriteHeader(http.StatusNoContent)
+	if quarantined {
+		// Verified, so Seam sent it: keep it for inspection, stop the retries.
+		ev.Warn().Str("outcome", OutcomeQuarantined).Str("reason", envErr.Reason).Str("detail", envErr.Detail).Msg("webhook quarantined")
+		return OutcomeQuarantined, envErr.Reason
+	}
+	rc.metrics.events.WithLabelValues(eventTypeLabel(env.EventType)).Inc()
+	ev.Debug().Str("outcome", OutcomeAccepted).Str("subject", msg.Subject).Msg("webhook stored")
+	return OutcomeAccepted, ""
+}
+
+// Reasons for OutcomeUnavailable.
+const (
+	unavailableNATS    = "nats"
+	unavailableTimeout = "timeout"
+	unavailableStream  = "stream"
+)
+
+// publish stores msg. It returns OutcomeAccepted or OutcomeDuplicate when
+// JetStream has the message; otherwise it has answered 429 or 503 itself.
+func (rc *Receiver) publish(w http.ResponseWriter, ctx context.Context, log *zerolog.Logger, msg *nats.Msg) (outcome, reason string) {
+	select {
+	case rc.slots <- struct{}{}:
+		defer func() { <-rc.slots }()
+	default:
+		log.Warn().Str("outcome", OutcomeOverloaded).Int("max_in_flight", rc.o.MaxInFlight).Msg("webhook refused: too many publishes in flight")
+		httpapi.WriteRetryError(w, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "overloaded",
+			Message: "too many webhooks in flight; retry later"}, rc.o.RetryAfter)
+		return OutcomeOverloaded, ""
+	}
+	rc.metrics.inFlight.Inc()
+	defer rc.metrics.inFlight.Dec()
+
+	ctx, cancel := context.WithTimeout(ctx, rc.o.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	ack, err := rc.o.Publisher.PublishMsg(ctx, msg,
+		jetstream.WithMsgID(msg.Header.Get(streams.HeaderWebhookID)),
+		jetstream.WithExpectStream(streams.EventsStream))
+	rc.metrics.publishDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		reason := unavailableReason(err)
+		log.Warn().Err(err).Str("outcome", OutcomeUnavailable).Str("reason", reason).Msg("webhook not stored")
+		httpapi.WriteRetryError(w, &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "unavailable",
+			Message: "the event could not be stored; retry later"}, rc.o.RetryAfter)
+		return OutcomeUnavailable, reason
+	}
+	if ack.Duplicate {
+		return OutcomeDuplicate, ""
+	}
+	return OutcomeAccepted, ""
+}
+
+func unavailableReason(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return unavailableTimeout
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return unavailableStream
+	default:
+		if _, ok := errors.AsType[jetstream.JetStreamError](err); ok {
+			return unavailableStream
+		}
+		return unavailableNATS
+	}
+}
+
+func (rc *Receiver) tooLarge(w http.ResponseWriter, log *zerolog.Logger, size int64) {
+	log.Warn().Str("outcome", OutcomeTooLarge).Int64("content_length", size).Int64("limit", rc.o.MaxBodyBytes).Msg("webhook rejected")
+	httpapi.WriteError(w, &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Type: "body_too_large",
+		Message: fmt.Sprintf("the body is larger than %d bytes", rc.o.MaxBodyBytes)})
+}
+
+// readBody reads at most limit bytes. With a Content-Length (already checked
+// against limit) it reads into one exact-size buffer.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength >= 0 {
+		buf := make([]byte, r.ContentLength)
+		_, err := io.ReadFull(rd, buf)
+		return buf, err
+	}
+	return io.ReadAll(rd)
+}
+
+// unverifiedID returns the claimed webhook id, cut short: it is not
+// verified, so it must not flood a log line.
+func unverifiedID(h http.Header) string {
+	id := h.Get("svix-id")
+	if id == "" {
+		id = h.Get("webhook-id")
+	}
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return id
+}
+
+// recoverer answers 500 with the JSON error shape if next panics.
+func recoverer(log zerolog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error().Interface("panic", v).Str("path", r.URL.Path).Msg("handler panicked")
+				httpapi.WriteError(w, &httpapi.Error{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

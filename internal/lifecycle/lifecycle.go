@@ -1,0 +1,106 @@
+// Package lifecycle runs a binary's teardown in the reverse order of its
+// start-up, within one time bound, and serves HTTP with the timeouts every
+// cardwire listener needs. Commands register each teardown right after the
+// resource it releases is created.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	stdlog "log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Stopper collects teardowns.
+type Stopper struct {
+	log   zerolog.Logger
+	steps []step
+}
+
+type step struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// NewStopper returns an empty Stopper that logs each step.
+func NewStopper(log zerolog.Logger) *Stopper { return &Stopper{log: log} }
+
+// OnStop registers fn to run at Stop, before every teardown registered
+// earlier.
+func (s *Stopper) OnStop(name string, fn func(ctx context.Context) error) {
+	s.steps = append(s.steps, step{name, fn})
+}
+
+// Stop runs every teardown, newest first, within timeout, and joins their
+// errors. Each step gets the time still left.
+func (s *Stopper) Stop(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	for i := len(s.steps) - 1; i >= 0; i-- {
+		st := s.steps[i]
+		start := time.Now()
+		if err := st.fn(ctx); err != nil {
+			s.log.Error().Err(err).Str("step", st.name).Msg("stop failed")
+			errs = append(errs, fmt.Errorf("stop %s: %w", st.name, err))
+			continue
+		}
+		s.log.Info().Str("step", st.name).Dur("took", time.Since(start)).Msg("stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// ServerOptions are the timeouts of one HTTP listener.
+type ServerOptions struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+}
+
+// DefaultServerOptions keep a slow client from holding a connection: the
+// headers must come within 5s, the body within 15s, the answer is written
+// within 20s of the headers, and an idle keep-alive lasts a minute.
+func DefaultServerOptions() ServerOptions {
+	return ServerOptions{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      20 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// Serve listens on addr and serves h in the background. It returns the
+// server (to Shutdown) and a channel that receives the error if serving
+// stops for any reason other than Shutdown. The bound address is logged as
+// "listening", which is how tests and operators learn a :0 port.
+func Serve(addr string, h http.Handler, o ServerOptions, log zerolog.Logger) (*http.Server, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: o.ReadHeaderTimeout,
+		ReadTimeout:       o.ReadTimeout,
+		WriteTimeout:      o.WriteTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		MaxHeaderBytes:    o.MaxHeaderBytes,
+		ErrorLog:          stdlog.New(log, "", 0),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	return srv, errc, nil
+}

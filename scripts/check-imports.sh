@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Enforces the package layout's import rules (README, "Layout"): events and
+# encoding never import each other, domain packages never import config,
+# admin or cmd, and natstest stays out of production code.
+set -euo pipefail
+mod=github.com/cardwire/cardwire
+fail=0
+while read -r pkg imports; do
+  for imp in $imports; do
+    case "$imp" in $mod/*) ;; *) continue ;; esac
+    short=${imp#"$mod/"}
+    case "$pkg" in
+      $mod/internal/events|$mod/internal/encoding|$mod/internal/seam|$mod/internal/seamsim|$mod/internal/streams|$mod/internal/broker|$mod/internal/admin|$mod/internal/config|$mod/internal/httpapi|$mod/internal/lifecycle)
+        allowed="internal/streams internal/httpapi"
+        case "$pkg" in
+          */events) allowed="internal/streams internal/httpapi" ;;
+          */encoding) allowed="internal/streams internal/httpapi internal/seam" ;;
+          */seamsim) allowed="internal/seam" ;;
+          */admin) allowed="internal/httpapi" ;;
+          *) allowed="" ;;
+        esac
+        ok=0
+        for a in $allowed; do [ "$short" = "$a" ] && ok=1; done
+        if [ $ok = 0 ]; then echo "import rule: ${pkg#"$mod/"} must not import $short"; fail=1; fi
+        ;;
+    esac
+    if [ "$short" = internal/natstest ]; then echo "import rule: ${pkg#"$mod/"} must not import internal/natstest outside tests"; fail=1; fi
+    case "$short" in cmd/*) echo "import rule: ${pkg#"$mod/"} must not import $short"; fail=1 ;; esac
+  done
+done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./...)
+exit $fail

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Starts the local stack: a NATS server with JetStream (from the
+# nats-server/v2 module, data under ./.data/nats) and the webhook receiver,
+# with a development webhook secret. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .data
+
+secret_file=.data/dev-webhook-secret
+[ -s "$secret_file" ] || bin/cardwire-dev secret > "$secret_file"
+
+pids=()
+stop() {
+  trap - EXIT INT TERM
+  [ ${#pids[@]} -gt 0 ] && kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait || true
+}
+trap stop EXIT INT TERM
+
+bin/nats-server -js -sd .data/nats -a 127.0.0.1 -p "${NATS_PORT:-4222}" -n cardwire-dev &
+pids+=($!)
+
+export NATS_URL="nats://127.0.0.1:${NATS_PORT:-4222}"
+export LOG_FORMAT="${LOG_FORMAT:-console}"
+SEAM_WEBHOOK_SECRET_FILE="$secret_file" bin/webhook-receiver &
+pids+=($!)
+
+cat <<MSG
+
+  cardwire is starting.
+    development webhook secret: $(cat "$secret_file")   (in $secret_file)
+    webhook endpoint:           POST http://127.0.0.1:8080/webhooks/seam
+    metrics / health:           http://127.0.0.1:9090/metrics  /healthz  /readyz
+
+  In another terminal:
+    make tail      watch events arrive in SEAM_EVENTS
+    make send      send a signed sample acs_credential.issued event
+
+MSG
+wait -n
