@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// ErrSecretUnset reports that neither X nor X_FILE was set.
-var ErrSecretUnset = errors.New("not set")
-
 // Env reads variables through Getenv, collecting every error so that a
 // misconfigured process reports all its mistakes at once.
 type Env struct {

@@ -23,6 +23,7 @@ type metrics struct {
 	publishDuration prometheus.Histogram
 	events          *prometheus.CounterVec
 	inFlight        prometheus.Gauge
+	requestsActive  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "cardwire_receiver_in_flight_publishes",
 			Help: "Publishes waiting for a PubAck right now.",
+		}),
+		requestsActive: f.NewGauge(prometheus.GaugeOpts{
+			Name: "cardwire_receiver_requests_in_flight",
+			Help: "Webhook requests being handled right now (reading, verifying or publishing).",
 		}),
 	}
 	// Make every series exist from the start, so alerts and rate() see zeros.

@@ -112,6 +112,8 @@ func (rc *Receiver) Routes() http.Handler {
 // publish → answer. It answers 2xx only once JetStream has the message.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	rc.metrics.requestsActive.Inc()
+	defer rc.metrics.requestsActive.Dec()
 	outcome, reason := rc.serve(w, r)
 	rc.metrics.requests.WithLabelValues(outcome, reason).Inc()
 	rc.metrics.requestDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
