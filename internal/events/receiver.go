@@ -153,32 +153,23 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 		return OutcomeInvalidSignature, reason
 	}
 
-	msg := &nats.Msg{Data: body, Header: nats.Header{
-		streams.HeaderWebhookID:        {delivery.ID},
-		streams.HeaderWebhookTimestamp: {delivery.Timestamp},
-	}}
-	if tp := r.Header.Get(streams.HeaderTraceparent); tp != "" && len(tp) <= 128 {
-		msg.Header[streams.HeaderTraceparent] = []string{tp}
-	}
 	env, err := ParseEnvelope(body)
+	var subject string
 	if err == nil {
-		msg.Subject, err = env.Subject()
+		subject, err = env.Subject()
 	}
 	var envErr *EnvelopeError
 	quarantined := errors.As(err, &envErr)
-	if quarantined {
-		msg.Subject = streams.QuarantineSubject
-		msg.Header[streams.HeaderQuarantineReason] = []string{envErr.Reason}
-	} else {
-		msg.Header[streams.HeaderEventID] = []string{env.EventID}
-		msg.Header[streams.HeaderEventType] = []string{env.EventType}
-		msg.Header[streams.HeaderWorkspaceID] = []string{env.WorkspaceID}
+	msg := newMsg(subject, body, delivery, env, envErr, r.Header.Get("Traceparent"))
+	// Fields are added per log event rather than with log.With, which would
+	// copy the logger on every request even when nothing is logged.
+	fields := func(e *zerolog.Event) *zerolog.Event {
+		return e.Str("webhook_id", delivery.ID).Str("event_id", env.EventID).Str("event_type", env.EventType)
 	}
-	ev := log.With().Str("webhook_id", delivery.ID).Str("event_id", env.EventID).Str("event_type", env.EventType).Logger()
 
-	if outcome, reason := rc.publish(w, r.Context(), &ev, msg); outcome != OutcomeAccepted {
+	if outcome, reason := rc.publish(w, r.Context(), fields, msg); outcome != OutcomeAccepted {
 		if outcome == OutcomeDuplicate {
-			ev.Debug().Str("outcome", outcome).Msg("webhook already stored")
+			fields(log.Debug()).Str("outcome", outcome).Msg("webhook already stored")
 			w.WriteHeader(http.StatusNoContent)
 		}
 		return outcome, reason
@@ -187,12 +178,39 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 	w.WriteHeader(http.StatusNoContent)
 	if quarantined {
 		// Verified, so Seam sent it: keep it for inspection, stop the retries.
-		ev.Warn().Str("outcome", OutcomeQuarantined).Str("reason", envErr.Reason).Str("detail", envErr.Detail).Msg("webhook quarantined")
+		fields(log.Warn()).Str("outcome", OutcomeQuarantined).Str("reason", envErr.Reason).Str("detail", envErr.Detail).Msg("webhook quarantined")
 		return OutcomeQuarantined, envErr.Reason
 	}
 	rc.metrics.events.WithLabelValues(eventTypeLabel(env.EventType)).Inc()
-	ev.Debug().Str("outcome", OutcomeAccepted).Str("subject", msg.Subject).Msg("webhook stored")
+	fields(log.Debug()).Str("outcome", OutcomeAccepted).Str("subject", msg.Subject).Msg("webhook stored")
 	return OutcomeAccepted, ""
+}
+
+// newMsg builds the message for a verified delivery: on subject with the
+// envelope headers, or, when envErr is set, on the quarantine subject with
+// the reason instead. The JetStream message id is the webhook id, so Svix's
+// retries are deduplicated by the stream. Header values share one backing
+// array: this runs for every webhook.
+func newMsg(subject string, body []byte, d Delivery, env Envelope, envErr *EnvelopeError, traceparent string) *nats.Msg {
+	vals := [...]string{d.ID, d.ID, d.Timestamp, streams.EventsStream, env.EventID, env.EventType, env.WorkspaceID, traceparent}
+	h := make(nats.Header, len(vals))
+	h[jetstream.MsgIDHeader] = vals[0:1:1]
+	h[streams.HeaderWebhookID] = vals[1:2:2]
+	h[streams.HeaderWebhookTimestamp] = vals[2:3:3]
+	// A stream that does not capture the subject must not store it silently.
+	h[jetstream.ExpectedStreamHeader] = vals[3:4:4]
+	if envErr != nil {
+		subject = streams.QuarantineSubject
+		h[streams.HeaderQuarantineReason] = []string{envErr.Reason}
+	} else {
+		h[streams.HeaderEventID] = vals[4:5:5]
+		h[streams.HeaderEventType] = vals[5:6:6]
+		h[streams.HeaderWorkspaceID] = vals[6:7:7]
+	}
+	if traceparent != "" && len(traceparent) <= 128 {
+		h[streams.HeaderTraceparent] = vals[7:8:8]
+	}
+	return &nats.Msg{Subject: subject, Data: body, Header: h}
 }
 
 // Reasons for OutcomeUnavailable.
@@ -204,12 +222,13 @@ const (
 
 // publish stores msg. It returns OutcomeAccepted or OutcomeDuplicate when
 // JetStream has the message; otherwise it has answered 429 or 503 itself.
-func (rc *Receiver) publish(w http.ResponseWriter, ctx context.Context, log *zerolog.Logger, msg *nats.Msg) (outcome, reason string) {
+func (rc *Receiver) publish(w http.ResponseWriter, ctx context.Context, fields func(*zerolog.Event) *zerolog.Event, msg *nats.Msg) (outcome, reason string) {
+	log := zerolog.Ctx(ctx)
 	select {
 	case rc.slots <- struct{}{}:
 		defer func() { <-rc.slots }()
 	default:
-		log.Warn().Str("outcome", OutcomeOverloaded).Int("max_in_flight", rc.o.MaxInFlight).Msg("webhook refused: too many publishes in flight")
+		fields(log.Warn()).Str("outcome", OutcomeOverloaded).Int("max_in_flight", rc.o.MaxInFlight).Msg("webhook refused: too many publishes in flight")
 		httpapi.WriteRetryError(w, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "overloaded",
 			Message: "too many webhooks in flight; retry later"}, rc.o.RetryAfter)
 		return OutcomeOverloaded, ""
@@ -220,13 +239,11 @@ func (rc *Receiver) publish(w http.ResponseWriter, ctx context.Context, log *zer
 	ctx, cancel := context.WithTimeout(ctx, rc.o.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	ack, err := rc.o.Publisher.PublishMsg(ctx, msg,
-		jetstream.WithMsgID(msg.Header.Get(streams.HeaderWebhookID)),
-		jetstream.WithExpectStream(streams.EventsStream))
+	ack, err := rc.o.Publisher.PublishMsg(ctx, msg)
 	rc.metrics.publishDuration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		reason := unavailableReason(err)
-		log.Warn().Err(err).Str("outcome", OutcomeUnavailable).Str("reason", reason).Msg("webhook not stored")
+		fields(log.Warn()).Err(err).Str("outcome", OutcomeUnavailable).Str("reason", reason).Msg("webhook not stored")
 		httpapi.WriteRetryError(w, &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "unavailable",
 			Message: "the event could not be stored; retry later"}, rc.o.RetryAfter)
 		return OutcomeUnavailable, reason

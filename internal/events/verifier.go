@@ -63,9 +63,10 @@ func NewVerifier(secrets []string, tolerance time.Duration) (*Verifier, error) {
 // tolerance is configurable and each failure has its own reason; the HMAC
 // comparison is the library's.
 func (v *Verifier) Verify(body []byte, h http.Header) (Delivery, error) {
-	id, ts, sig := h.Get("svix-id"), h.Get("svix-timestamp"), h.Get("svix-signature")
+	// Canonical keys: http.Header.Get allocates for any other spelling.
+	id, ts, sig := h.Get("Svix-Id"), h.Get("Svix-Timestamp"), h.Get("Svix-Signature")
 	if id == "" || ts == "" || sig == "" {
-		id, ts, sig = h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
+		id, ts, sig = h.Get("Webhook-Id"), h.Get("Webhook-Timestamp"), h.Get("Webhook-Signature")
 		if id == "" || ts == "" || sig == "" {
 			return Delivery{}, &SignatureError{Reason: ReasonMissingHeaders}
 		}
