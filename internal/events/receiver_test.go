@@ -32,7 +32,7 @@ func TestAcceptedEventIsStoredOnceWithHeaders(t *testing.T) {
 	m := h.last(t, "seam.events."+testWorkspace+".acs_credential.issued")
 	require.Equal(t, body, m.Data, "the body is stored unchanged")
 	want := map[string]string{
-		"Nats-Msg-Id":                   "msg_2Lh1accepted",
+		"Nats-Msg-Id":                  "msg_2Lh1accepted",
 		streams.HeaderWebhookID:        "msg_2Lh1accepted",
 		streams.HeaderWebhookTimestamp: hdr.Get("svix-timestamp"),
 		streams.HeaderEventID:          "8d4f1a62-1f0c-4b5e-9d59-5a2b7c3e9f01",
