@@ -11,7 +11,6 @@ while read -r pkg imports; do
     short=${imp#"$mod/"}
     case "$pkg" in
       $mod/internal/events|$mod/internal/encoding|$mod/internal/seam|$mod/internal/seamsim|$mod/internal/streams|$mod/internal/broker|$mod/internal/admin|$mod/internal/config|$mod/internal/httpapi|$mod/internal/lifecycle)
-        allowed="internal/streams internal/httpapi"
         case "$pkg" in
           */events) allowed="internal/streams internal/httpapi" ;;
           */encoding) allowed="internal/streams internal/httpapi internal/seam" ;;
