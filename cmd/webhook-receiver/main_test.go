@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -352,4 +353,29 @@ func TestRunWaitsForNATSAndIsNotReadyMeanwhile(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+func TestRunWithStreamManagedElsewhere(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	secret := newSecret(t)
+	in := start(t, map[string]string{"NATS_URL": srv.ClientURL(), "SEAM_WEBHOOK_SECRET": secret, "SEAM_EVENTS_MANAGE": "false"})
+	_, js := natstest.Connect(t, srv.ClientURL())
+	_, err := js.Stream(t.Context(), streams.EventsStream)
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound, "the receiver must not create the stream")
+
+	resp, err := http.Get("http://" + in.admin + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "not ready while the stream is missing")
+	resp, err = http.DefaultClient.Do(signedRequest(t, "http://"+in.public+"/webhooks/seam", secret, "msg_unmanaged", []byte(issued)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	// Once the operator creates it, the same receiver stores.
+	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
+	resp, err = http.DefaultClient.Do(signedRequest(t, "http://"+in.public+"/webhooks/seam", secret, "msg_unmanaged2", []byte(issued)))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 }
