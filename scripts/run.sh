@@ -20,6 +20,9 @@ trap stop EXIT INT TERM
 bin/nats-server -js -sd .data/nats -a 127.0.0.1 -p "${NATS_PORT:-4222}" -n cardwire-dev &
 pids+=($!)
 
+# The receiver reads the dev secret from the file; a SEAM_WEBHOOK_SECRET in
+# the caller's environment would conflict with it.
+unset SEAM_WEBHOOK_SECRET
 export NATS_URL="nats://127.0.0.1:${NATS_PORT:-4222}"
 export LOG_FORMAT="${LOG_FORMAT:-console}"
 SEAM_WEBHOOK_SECRET_FILE="$secret_file" bin/webhook-receiver &

@@ -18,6 +18,7 @@ type cfg struct {
 	AdminAddr       string
 	ReceiverAddr    string
 	Secrets         []config.Secret
+	SecretsFrom     string
 	Tolerance       time.Duration
 	Receiver        events.Options
 	Server          lifecycle.ServerOptions
@@ -39,6 +40,10 @@ func loadConfig(env *config.Env) cfg {
 	c.AdminAddr = env.String("ADMIN_ADDR", ":9090")
 	c.ReceiverAddr = env.String("RECEIVER_ADDR", ":8080")
 	c.Secrets = env.Secrets("SEAM_WEBHOOK_SECRET")
+	c.SecretsFrom = "SEAM_WEBHOOK_SECRET"
+	if env.String("SEAM_WEBHOOK_SECRET_FILE", "") != "" {
+		c.SecretsFrom = "SEAM_WEBHOOK_SECRET_FILE"
+	}
 	c.Tolerance = env.Duration("SEAM_WEBHOOK_TOLERANCE", 5*time.Minute)
 	c.Receiver.MaxBodyBytes = int64(env.Int("RECEIVER_MAX_BODY_BYTES", int(c.Receiver.MaxBodyBytes)))
 	c.Receiver.PublishTimeout = env.Duration("RECEIVER_PUBLISH_TIMEOUT", c.Receiver.PublishTimeout)

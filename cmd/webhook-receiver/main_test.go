@@ -213,11 +213,21 @@ func TestRunStoresSignedWebhookAndServesAdmin(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	// A duplicate, a quarantined body, an oversize body.
+	for _, body := range []string{issued, "not json", strings.Repeat("x", 300<<10)} {
+		id := "msg_run0"
+		if body != issued {
+			id = fmt.Sprintf("msg_other%d", len(body))
+		}
+		resp, err := http.DefaultClient.Do(signedRequest(t, url, oldSecret, id, []byte(body)))
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
 
 	_, js := natstest.Connect(t, srv.ClientURL())
 	stream, err := js.Stream(t.Context(), streams.EventsStream)
 	require.NoError(t, err)
-	require.EqualValues(t, 2, stream.CachedInfo().State.Msgs)
+	require.EqualValues(t, 3, stream.CachedInfo().State.Msgs, "two events and one quarantined body")
 	require.EqualValues(t, 30*time.Minute, stream.CachedInfo().Config.Duplicates)
 
 	mfs := scrape(t, "http://"+in.admin+"/metrics")
@@ -225,8 +235,11 @@ func TestRunStoresSignedWebhookAndServesAdmin(t *testing.T) {
 	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "invalid_signature", "reason", "missing_headers"))
 	require.EqualValues(t, 0, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "unavailable", "reason", "nats"))
 	require.EqualValues(t, 0, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "overloaded"))
+	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "duplicate"))
+	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "quarantined", "reason", "not_json"))
+	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "too_large"))
 	require.EqualValues(t, 2, value(t, mfs, "cardwire_receiver_events_total", "event_type", "acs_credential.issued"))
-	require.EqualValues(t, 2, value(t, mfs, "cardwire_receiver_publish_duration_seconds"))
+	require.EqualValues(t, 4, value(t, mfs, "cardwire_receiver_publish_duration_seconds"))
 	require.EqualValues(t, 2, value(t, mfs, "cardwire_receiver_request_duration_seconds", "outcome", "accepted"))
 	require.EqualValues(t, 0, value(t, mfs, "cardwire_receiver_in_flight_publishes"))
 	require.EqualValues(t, 1, value(t, mfs, "cardwire_nats_connected"))
@@ -240,14 +253,23 @@ func TestRunStoresSignedWebhookAndServesAdmin(t *testing.T) {
 
 func scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	mfs, err := scrapeErr(url)
 	require.NoError(t, err)
 	return mfs
+}
+
+// scrapeErr fetches and parses a Prometheus text page.
+func scrapeErr(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
 }
 
 // value is the counter, gauge or histogram sample count of the series with
@@ -303,9 +325,15 @@ func TestRunAnswersInFlightRequestOnShutdown(t *testing.T) {
 	head.WriteString(issued[:len(issued)/2])
 	_, err = conn.Write(head.Bytes())
 	require.NoError(t, err)
-	// The handler is reading the body once the request counts as in flight.
+	// The handler is reading the body once the request counts as in flight
+	// (external state, so polled).
 	require.Eventually(t, func() bool {
-		return value(t, scrape(t, "http://"+in.admin+"/metrics"), "cardwire_receiver_requests_in_flight") == 1
+		mfs, err := scrapeErr("http://" + in.admin + "/metrics")
+		if err != nil {
+			return false
+		}
+		mf := mfs["cardwire_receiver_requests_in_flight"]
+		return mf != nil && len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetGauge().GetValue() == 1
 	}, 10*time.Second, 10*time.Millisecond)
 
 	stopped := make(chan error, 1)

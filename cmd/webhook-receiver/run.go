@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	verifier, err := events.NewVerifier(secrets, c.Tolerance)
 	if err != nil {
-		return fmt.Errorf("SEAM_WEBHOOK_SECRET: %w", err)
+		return fmt.Errorf("%s: %w", c.SecretsFrom, err)
 	}
 
 	reg := prometheus.NewRegistry()
@@ -64,10 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	stopper.OnStop("nats", func(ctx context.Context) error { return broker.Drain(ctx, nc) })
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
+		nc.Close()
+		return err
 	}
 
 	adminHandler, err := admin.Handler(admin.Options{
@@ -77,21 +77,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Checks: []admin.Check{
 			{Name: "nats", Func: func(context.Context) error { return broker.Ready(nc) }},
 			{Name: "stream", Func: func(ctx context.Context) error {
-				_, err := js.Stream(ctx, streams.EventsStream)
-				return err
+				st, err := js.Stream(ctx, streams.EventsStream)
+				if err != nil {
+					return err
+				}
+				return streams.CheckEventsStream(st.CachedInfo().Config)
 			}},
 		},
 	})
 	if err != nil {
-		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
+		nc.Close()
+		return err
 	}
 	adminSrv, adminErr, err := lifecycle.Serve(c.AdminAddr, adminHandler, lifecycle.DefaultServerOptions(), log.With().Str("component", "admin").Logger())
 	if err != nil {
-		return errors.Join(fmt.Errorf("ADMIN_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
+		nc.Close()
+		return fmt.Errorf("ADMIN_ADDR: %w", err)
 	}
+	// Teardown runs newest first: public HTTP, then NATS, then admin (which
+	// keeps answering probes and scrapes until the end).
 	stopper.OnStop("admin http", adminSrv.Shutdown)
+	stopper.OnStop("nats", func(ctx context.Context) error { return broker.Drain(ctx, nc) })
 
 	if err := prepareNATS(ctx, c, nc, js, log); err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while starting: a clean exit, not a failure.
+			return stopper.Stop(c.ShutdownTimeout)
+		}
 		return errors.Join(err, stopper.Stop(c.ShutdownTimeout))
 	}
 
@@ -126,6 +138,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // fits in one NATS message, and (unless streams are managed elsewhere)
 // creates or updates SEAM_EVENTS, retrying until it succeeds or ctx ends.
 func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) error {
+	if !nc.IsConnected() {
+		log.Info().Msg("waiting for NATS; the public port opens once it is reachable")
+	}
 	if err := broker.WaitConnected(ctx, nc); err != nil {
 		return err
 	}
@@ -134,7 +149,17 @@ func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStre
 			c.Receiver.MaxBodyBytes, headerRoom, limit)
 	}
 	if !c.ManageStream {
-		log.Info().Str("stream", streams.EventsStream).Msg("stream managed elsewhere (SEAM_EVENTS_MANAGE=false)")
+		// Not fatal: the stream may be created after us. /readyz stays 503
+		// until it exists and is configured as cardwire needs.
+		ev := log.Info()
+		st, err := js.Stream(ctx, streams.EventsStream)
+		if err == nil {
+			err = streams.CheckEventsStream(st.CachedInfo().Config)
+		}
+		if err != nil {
+			ev = log.Error().Err(err)
+		}
+		ev.Str("stream", streams.EventsStream).Msg("stream managed elsewhere (SEAM_EVENTS_MANAGE=false)")
 		return nil
 	}
 	retry := time.NewTicker(2 * time.Second)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,8 +24,10 @@ type Options struct {
 	CredsFile string
 	// Name identifies the client in the server's monitoring.
 	Name string
-	// ReconnectWait is the pause between reconnect attempts (jitter added).
-	ReconnectWait time.Duration
+	// ReconnectWait is the first pause between reconnect attempts; it
+	// doubles on every failed attempt up to MaxReconnectWait (jitter added).
+	ReconnectWait    time.Duration
+	MaxReconnectWait time.Duration
 	// ConnectTimeout bounds one dial.
 	ConnectTimeout time.Duration
 	// DrainTimeout bounds Drain on shutdown.
@@ -34,10 +37,11 @@ type Options struct {
 // DefaultOptions returns options for a local server.
 func DefaultOptions() Options {
 	return Options{
-		URL:            nats.DefaultURL,
-		ReconnectWait:  time.Second,
-		ConnectTimeout: 2 * time.Second,
-		DrainTimeout:   10 * time.Second,
+		URL:              nats.DefaultURL,
+		ReconnectWait:    500 * time.Millisecond,
+		MaxReconnectWait: 30 * time.Second,
+		ConnectTimeout:   2 * time.Second,
+		DrainTimeout:     10 * time.Second,
 	}
 }
 
@@ -50,6 +54,8 @@ func (o Options) Validate() error {
 		return errors.New("Options.Name must be set")
 	case o.ReconnectWait <= 0 || o.ConnectTimeout <= 0 || o.DrainTimeout <= 0:
 		return errors.New("Options.ReconnectWait, ConnectTimeout and DrainTimeout must be positive")
+	case o.MaxReconnectWait < o.ReconnectWait:
+		return errors.New("Options.MaxReconnectWait must not be below ReconnectWait")
 	}
 	return nil
 }
@@ -69,8 +75,12 @@ func Connect(o Options, log zerolog.Logger, reg prometheus.Registerer) (*nats.Co
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(o.ReconnectWait),
-		nats.ReconnectJitter(o.ReconnectWait/4, o.ReconnectWait/4),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			d := o.ReconnectWait << min(attempts, 16)
+			d = min(d, o.MaxReconnectWait)
+			// Up to 25% jitter so a fleet does not reconnect in step.
+			return d - time.Duration(rand.Int64N(int64(d/4)+1))
+		}),
 		nats.Timeout(o.ConnectTimeout),
 		nats.DrainTimeout(o.DrainTimeout),
 		nats.RetryOnFailedConnect(true),
@@ -80,6 +90,11 @@ func Connect(o Options, log zerolog.Logger, reg prometheus.Registerer) (*nats.Co
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn().Err(err).Msg("disconnected")
+		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			// Every failed attempt, so an operator sees why it is not ready;
+			// the delay between attempts bounds the rate.
+			log.Warn().Err(err).Str("servers", redactedServers(nc)).Msg("reconnect failed; retrying")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected")
@@ -113,6 +128,13 @@ func Connect(o Options, log zerolog.Logger, reg prometheus.Registerer) (*nats.Co
 		return nil, fmt.Errorf("register nats metrics: %w", err)
 	}
 	return nc, nil
+}
+
+func redactedServers(nc *nats.Conn) string {
+	if u := nc.ConnectedUrlRedacted(); u != "" {
+		return u
+	}
+	return fmt.Sprint(len(nc.Servers())) + " configured"
 }
 
 // ErrNotConnected is returned by Ready while the connection is down.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -111,8 +112,14 @@ func FuzzParseEnvelope(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, tok := range strings.Split(subj, ".") {
-			if !streams.ValidToken(tok) {
+		// Checked independently of streams.ValidToken, which built it.
+		toks := strings.Split(subj, ".")
+		if len(toks) < 4 || toks[0]+"."+toks[1] != streams.EventsSubjectPrefix || toks[2] != env.WorkspaceID ||
+			strings.Join(toks[3:], ".") != env.EventType {
+			t.Fatalf("subject %q does not spell seam.events.<workspace>.<type> for %+v", subj, env)
+		}
+		for _, tok := range toks {
+			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n\x00") || !utf8.ValidString(tok) {
 				t.Fatalf("subject %q has invalid token %q", subj, tok)
 			}
 		}

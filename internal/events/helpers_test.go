@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -127,30 +128,48 @@ type answer struct {
 
 func (h *harness) do(t testing.TB, method, path string, header http.Header, body []byte) answer {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, h.srv.URL+path, bytes.NewReader(body))
+	a, err := h.try(method, path, header, body)
 	require.NoError(t, err)
+	return a
+}
+
+// try sends one request and checks the answer's shape; it returns an error
+// instead of failing, so it may run off the test goroutine.
+func (h *harness) try(method, path string, header http.Header, body []byte) (answer, error) {
+	req, err := http.NewRequest(method, h.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, err
+	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
 	resp, err := h.srv.Client().Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return answer{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	a := answer{Status: resp.StatusCode, Header: resp.Header}
-	if resp.StatusCode >= 300 {
-		var env struct {
-			Error struct{ Type, Message string } `json:"error"`
-		}
-		require.NoError(t, json.Unmarshal(raw, &env), "error body %q is not the JSON error shape", raw)
-		require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
-		require.NotEmpty(t, env.Error.Type)
-		require.NotEmpty(t, env.Error.Message)
-		a.ErrType, a.ErrMessage = env.Error.Type, env.Error.Message
-	} else {
-		require.Empty(t, raw)
+	if err != nil {
+		return answer{}, err
 	}
-	return a
+	a := answer{Status: resp.StatusCode, Header: resp.Header}
+	if resp.StatusCode < 300 {
+		if len(raw) != 0 {
+			return a, fmt.Errorf("2xx with a body: %q", raw)
+		}
+		return a, nil
+	}
+	var env struct {
+		Error struct{ Type, Message string } `json:"error"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return a, fmt.Errorf("error body %q is not the JSON error shape: %w", raw, err)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" || env.Error.Type == "" || env.Error.Message == "" {
+		return a, fmt.Errorf("error answer %q with content type %q", raw, ct)
+	}
+	a.ErrType, a.ErrMessage = env.Error.Type, env.Error.Message
+	return a, nil
 }
 
 func (h *harness) post(t testing.TB, header http.Header, body []byte) answer {

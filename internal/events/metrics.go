@@ -15,6 +15,8 @@ const (
 	OutcomeUnavailable      = "unavailable"
 	OutcomeOverloaded       = "overloaded"
 	OutcomeBadRequest       = "bad_request"
+	OutcomeNotFound         = "not_found"
+	OutcomeMethodNotAllowed = "method_not_allowed"
 )
 
 type metrics struct {
@@ -57,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	// Make every series exist from the start, so alerts and rate() see zeros.
-	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeTooLarge, OutcomeOverloaded, OutcomeBadRequest} {
+	for _, o := range []string{OutcomeAccepted, OutcomeDuplicate, OutcomeTooLarge, OutcomeOverloaded, OutcomeBadRequest, OutcomeNotFound, OutcomeMethodNotAllowed} {
 		m.requests.WithLabelValues(o, "")
 	}
 	for _, r := range []string{ReasonMissingHeaders, ReasonInvalidHeaders, ReasonTimestampTooOld, ReasonTimestampTooNew, ReasonNoMatchingSecret} {

@@ -35,7 +35,8 @@ type Options struct {
 	// PublishTimeout bounds the wait for a PubAck; it must stay well inside
 	// Svix's 15 s answer window.
 	PublishTimeout time.Duration
-	// MaxInFlight bounds concurrent publishes; beyond it requests get 429.
+	// MaxInFlight bounds requests being read, verified or published at
+	// once; beyond it requests get 429.
 	MaxInFlight int
 	// RetryAfter is sent with 429 and 503.
 	RetryAfter time.Duration
@@ -96,16 +97,26 @@ func NewReceiver(o Options) (*Receiver, error) {
 // Path is where Seam posts webhooks.
 const Path = "/webhooks/seam"
 
-// Routes returns every route of the public port. Middleware, outermost
-// first: recover (a panic answers 500, never kills the process) → request
-// logger in the context → the mux. Everything but POST /webhooks/seam is a
-// JSON 404 or 405.
+// Routes returns the public port's handler. Middleware, outermost first:
+// recover (a panic answers 500, never kills the process) → request logger in
+// the context → the route. Only the exact path /webhooks/seam is served; any
+// other path is a JSON 404 (no redirects for unclean paths) and any other
+// method a JSON 405, both counted.
 func (rc *Receiver) Routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("POST "+Path, rc)
-	mux.Handle(Path, httpapi.MethodNotAllowed(http.MethodPost))
-	mux.HandleFunc("/", httpapi.NotFound)
-	return recoverer(rc.o.Log, hlog.NewHandler(rc.o.Log)(mux))
+	notAllowed := httpapi.MethodNotAllowed(http.MethodPost)
+	route := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path != Path:
+			rc.metrics.requests.WithLabelValues(OutcomeNotFound, "").Inc()
+			httpapi.NotFound(w, r)
+		case r.Method != http.MethodPost:
+			rc.metrics.requests.WithLabelValues(OutcomeMethodNotAllowed, "").Inc()
+			notAllowed(w, r)
+		default:
+			rc.ServeHTTP(w, r)
+		}
+	})
+	return httpapi.Recoverer(rc.o.Log, hlog.NewHandler(rc.o.Log)(route))
 }
 
 // ServeHTTP handles one webhook delivery: limit → read → verify → parse →
@@ -124,6 +135,18 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 	if r.ContentLength > rc.o.MaxBodyBytes {
 		rc.tooLarge(w, log, r.ContentLength)
 		return OutcomeTooLarge, ""
+	}
+	// The slot covers reading and verifying too, so memory held by bodies is
+	// bounded by MaxInFlight × MaxBodyBytes, whatever the burst.
+	select {
+	case rc.slots <- struct{}{}:
+		defer func() { <-rc.slots }()
+	default:
+		log.Warn().Str("outcome", OutcomeOverloaded).Str("webhook_id", unverifiedID(r.Header)).
+			Int("max_in_flight", rc.o.MaxInFlight).Msg("webhook refused: too many requests in flight")
+		httpapi.WriteRetryError(w, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "overloaded",
+			Message: "too many webhooks in flight; retry later"}, rc.o.RetryAfter)
+		return OutcomeOverloaded, ""
 	}
 	body, err := readBody(w, r, rc.o.MaxBodyBytes)
 	if err != nil {
@@ -221,18 +244,9 @@ const (
 )
 
 // publish stores msg. It returns OutcomeAccepted or OutcomeDuplicate when
-// JetStream has the message; otherwise it has answered 429 or 503 itself.
+// JetStream has the message; otherwise it has answered 503 itself.
 func (rc *Receiver) publish(w http.ResponseWriter, ctx context.Context, fields func(*zerolog.Event) *zerolog.Event, msg *nats.Msg) (outcome, reason string) {
 	log := zerolog.Ctx(ctx)
-	select {
-	case rc.slots <- struct{}{}:
-		defer func() { <-rc.slots }()
-	default:
-		fields(log.Warn()).Str("outcome", OutcomeOverloaded).Int("max_in_flight", rc.o.MaxInFlight).Msg("webhook refused: too many publishes in flight")
-		httpapi.WriteRetryError(w, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "overloaded",
-			Message: "too many webhooks in flight; retry later"}, rc.o.RetryAfter)
-		return OutcomeOverloaded, ""
-	}
 	rc.metrics.inFlight.Inc()
 	defer rc.metrics.inFlight.Dec()
 
@@ -297,20 +311,4 @@ func unverifiedID(h http.Header) string {
 		id = id[:64]
 	}
 	return id
-}
-
-// recoverer answers 500 with the JSON error shape if next panics.
-func recoverer(log zerolog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				log.Error().Interface("panic", v).Str("path", r.URL.Path).Msg("handler panicked")
-				httpapi.WriteError(w, &httpapi.Error{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal error"})
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
 }

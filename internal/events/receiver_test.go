@@ -142,10 +142,12 @@ func TestRejections(t *testing.T) {
 		{Name: "oversize body", Header: signed(t, h.secrets[0], "msg_r6", time.Now(), big), Body: big,
 			Status: 413, ErrType: "body_too_large", Outcome: events.OutcomeTooLarge},
 		{Name: "wrong method", Method: http.MethodGet, Header: signed(t, h.secrets[0], "msg_r7", time.Now(), body),
-			Status: 405, ErrType: "method_not_allowed"},
+			Status: 405, ErrType: "method_not_allowed", Outcome: events.OutcomeMethodNotAllowed},
 		{Name: "wrong path", Path: "/webhooks/other", Header: signed(t, h.secrets[0], "msg_r8", time.Now(), body), Body: body,
-			Status: 404, ErrType: "not_found"},
-		{Name: "root path", Path: "/", Status: 404, ErrType: "not_found", Body: body, Header: http.Header{}},
+			Status: 404, ErrType: "not_found", Outcome: events.OutcomeNotFound},
+		{Name: "unclean path is not redirected", Path: "//webhooks/seam", Header: signed(t, h.secrets[0], "msg_r9", time.Now(), body), Body: body,
+			Status: 404, ErrType: "not_found", Outcome: events.OutcomeNotFound},
+		{Name: "root path", Path: "/", Status: 404, ErrType: "not_found", Body: body, Header: http.Header{}, Outcome: events.OutcomeNotFound},
 	}
 	for _, c := range testCases {
 		t.Run(c.Name, func(t *testing.T) {
@@ -156,17 +158,12 @@ func TestRejections(t *testing.T) {
 			if path == "" {
 				path = events.Path
 			}
-			var before float64
-			if c.Outcome != "" {
-				before = metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", c.Outcome, "reason", c.Reason)
-			}
+			before := metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", c.Outcome, "reason", c.Reason)
 			a := h.do(t, method, path, c.Header, c.Body)
 			require.Equal(t, c.Status, a.Status)
 			require.Equal(t, c.ErrType, a.ErrType)
 			require.Zero(t, h.msgCount(t), "nothing is published")
-			if c.Outcome != "" {
-				require.Equal(t, before+1, metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", c.Outcome, "reason", c.Reason))
-			}
+			require.Equal(t, before+1, metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", c.Outcome, "reason", c.Reason))
 		})
 	}
 	logs := h.logs.String()
@@ -312,7 +309,9 @@ func TestOverloadAnswers429(t *testing.T) {
 
 	var wg sync.WaitGroup
 	var first answer
-	wg.Go(func() { first = h.post(t, signed(t, h.secrets[0], "msg_slow", time.Now(), body), body) })
+	var firstErr error
+	slow := signed(t, h.secrets[0], "msg_slow", time.Now(), body)
+	wg.Go(func() { first, firstErr = h.try(http.MethodPost, events.Path, slow, body) })
 	<-gate.entered // one publish is in flight and holds the only slot
 	require.EqualValues(t, 1, metric(t, h.reg, "cardwire_receiver_in_flight_publishes"))
 
@@ -323,6 +322,7 @@ func TestOverloadAnswers429(t *testing.T) {
 
 	close(gate.release)
 	wg.Wait()
+	require.NoError(t, firstErr)
 	require.Equal(t, http.StatusNoContent, first.Status)
 	require.EqualValues(t, 1, h.msgCount(t))
 	require.EqualValues(t, 1, metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", events.OutcomeOverloaded))
@@ -339,23 +339,20 @@ func TestInFlightRequestIsAnsweredDuringShutdown(t *testing.T) {
 
 	var wg sync.WaitGroup
 	var got answer
-	wg.Go(func() { got = h.post(t, signed(t, h.secrets[0], "msg_inflight", time.Now(), body), body) })
+	var gotErr error
+	hdr := signed(t, h.secrets[0], "msg_inflight", time.Now(), body)
+	wg.Go(func() { got, gotErr = h.try(http.MethodPost, events.Path, hdr, body) })
 	<-gate.entered
 
+	shuttingDown := make(chan struct{})
+	h.srv.Config.RegisterOnShutdown(func() { close(shuttingDown) })
 	shutdownErr := make(chan error, 1)
 	go func() { shutdownErr <- h.srv.Config.Shutdown(context.Background()) }()
-	// Shutdown has begun once the listener refuses new connections.
-	addr := h.srv.Listener.Addr().String()
-	require.Eventually(t, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	}, 5*time.Second, 5*time.Millisecond)
+	<-shuttingDown
 
 	close(gate.release)
 	wg.Wait()
+	require.NoError(t, gotErr)
 	require.Equal(t, http.StatusNoContent, got.Status)
 	require.NoError(t, <-shutdownErr)
 	require.EqualValues(t, 1, h.msgCount(t))

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // Error is both an error and the body of an error answer.
@@ -59,4 +61,21 @@ func MethodNotAllowed(allow string) http.HandlerFunc {
 		WriteError(w, &Error{Status: http.StatusMethodNotAllowed, Type: "method_not_allowed",
 			Message: r.Method + " is not allowed here; use " + allow})
 	}
+}
+
+// Recoverer answers 500 with the JSON error shape, and logs, if next panics;
+// a panic never takes the process down.
+func Recoverer(log zerolog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error().Interface("panic", v).Str("path", r.URL.Path).Msg("handler panicked")
+				WriteError(w, &Error{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
 }

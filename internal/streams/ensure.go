@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -72,4 +74,149 @@ func EnsureEventsStream(ctx context.Context, js streamManager, o EventsStreamOpt
 		return fmt.Errorf("create or update stream %s: %w", EventsStream, err)
 	}
 	return nil
+}
+
+// WorkerOptions configure what the worker owns: the ENCODINGS bucket, the
+// ENCODING_EVENTS stream and the encoding-worker consumer.
+type WorkerOptions struct {
+	// Replicas of the bucket and the outcomes stream.
+	Replicas int
+	// RecordTTL is how long an encoding record and its index keys live.
+	RecordTTL time.Duration
+	// OutcomesMaxAge is how long outcome messages are kept.
+	OutcomesMaxAge time.Duration
+	// OutcomesDuplicates is the outcome stream's dedupe window.
+	OutcomesDuplicates time.Duration
+	// AckWait is how long a delivered event may stay unacknowledged before
+	// it is redelivered (to any worker).
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one event; the worker dead-letters an
+	// event on its last delivery. Delays between deliveries come from the
+	// worker's NakWithDelay, not from the consumer's BackOff (which would
+	// also shorten the first AckWait).
+	MaxDeliver int
+}
+
+// DefaultWorkerOptions returns the defaults the README documents.
+func DefaultWorkerOptions() WorkerOptions {
+	return WorkerOptions{
+		Replicas:           1,
+		RecordTTL:          30 * 24 * time.Hour,
+		OutcomesMaxAge:     7 * 24 * time.Hour,
+		OutcomesDuplicates: 30 * time.Minute,
+		AckWait:            30 * time.Second,
+		MaxDeliver:         8,
+	}
+}
+
+// Validate reports the first option that cannot work.
+func (o WorkerOptions) Validate() error {
+	switch {
+	case o.Replicas < 1 || o.Replicas > 5:
+		return fmt.Errorf("WorkerOptions.Replicas must be between 1 and 5, got %d", o.Replicas)
+	case o.RecordTTL <= 0 || o.OutcomesMaxAge <= 0 || o.OutcomesDuplicates <= 0 || o.AckWait <= 0:
+		return errors.New("WorkerOptions durations must be positive")
+	case o.MaxDeliver < 2:
+		return errors.New("WorkerOptions.MaxDeliver must be at least 2")
+	}
+	return nil
+}
+
+// earlyMarkerTTL is how long the bucket keeps the marker of an expired
+// key. Per-key TTLs (the early-events area) need it.
+const earlyMarkerTTL = time.Minute
+
+// workerManager is the part of jetstream.JetStream that EnsureWorker needs.
+type workerManager interface {
+	streamManager
+	CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error)
+	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+}
+
+// EnsureWorker creates or updates the ENCODINGS bucket, the ENCODING_EVENTS
+// stream and the encoding-worker consumer on SEAM_EVENTS (which must exist).
+func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetstream.KeyValue, jetstream.Consumer, error) {
+	if err := o.Validate(); err != nil {
+		return nil, nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         EncodingsBucket,
+		Description:    "Encoding records (enc.<id>) and their indexes",
+		History:        1,
+		TTL:            o.RecordTTL,
+		Storage:        jetstream.FileStorage,
+		Replicas:       o.Replicas,
+		LimitMarkerTTL: earlyMarkerTTL,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create or update bucket %s: %w", EncodingsBucket, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        OutcomesStream,
+		Description: "Encoding state changes: the full record on encodings.<workspace_id>.<status>",
+		Subjects:    []string{OutcomesSubjectPrefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		MaxAge:      o.OutcomesMaxAge,
+		Duplicates:  o.OutcomesDuplicates,
+	}); err != nil {
+		return nil, nil, fmt.Errorf("create or update stream %s: %w", OutcomesStream, err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
+		Durable:        WorkerConsumer,
+		Description:    "cardwire worker: settles encodings from Seam events",
+		FilterSubjects: WorkerFilterSubjects(),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        o.AckWait,
+		MaxDeliver:     o.MaxDeliver,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		MaxAckPending:  1000,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create or update consumer %s on %s: %w", WorkerConsumer, EventsStream, err)
+	}
+	return kv, cons, nil
+}
+
+// ErrStreamMisconfigured reports an existing stream that cannot keep
+// cardwire's promises (for example memory storage, or a missing subject).
+var ErrStreamMisconfigured = errors.New("stream misconfigured")
+
+// CheckEventsStream reports ErrStreamMisconfigured unless cfg (an existing
+// SEAM_EVENTS, possibly managed elsewhere) stores on file, dedupes on the
+// message id, and captures every subject the receiver publishes on.
+func CheckEventsStream(cfg jetstream.StreamConfig) error {
+	switch {
+	case cfg.Storage != jetstream.FileStorage:
+		return fmt.Errorf("%w: %s must use file storage, so a 204 means the event survives a restart", ErrStreamMisconfigured, cfg.Name)
+	case cfg.Duplicates <= 0:
+		return fmt.Errorf("%w: %s needs a duplicate window", ErrStreamMisconfigured, cfg.Name)
+	}
+	for _, want := range EventsStreamSubjects() {
+		if !slices.ContainsFunc(cfg.Subjects, func(have string) bool { return subjectCovers(have, want) }) {
+			return fmt.Errorf("%w: %s does not capture %s", ErrStreamMisconfigured, cfg.Name, want)
+		}
+	}
+	return nil
+}
+
+// subjectCovers reports whether every subject matching sub also matches
+// pattern (both may hold wildcards).
+func subjectCovers(pattern, sub string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(sub, ".")
+	for i, pt := range p {
+		if pt == ">" {
+			return i < len(s)
+		}
+		if i >= len(s) {
+			return false
+		}
+		switch {
+		case pt == "*" && s[i] != ">":
+		case pt == s[i]:
+		default:
+			return false
+		}
+	}
+	return len(p) == len(s)
 }

@@ -11,6 +11,10 @@ const (
 	HeaderWorkspaceID      = "Seam-Workspace-Id"
 	// HeaderQuarantineReason says why a delivery went to QuarantineSubject.
 	HeaderQuarantineReason = "Cardwire-Quarantine-Reason"
+	// HeaderDeadLetterReason says why a consumer gave up on an event.
+	HeaderDeadLetterReason = "Cardwire-Dead-Letter-Reason"
+	// HeaderDeadLetterDeliveries is how often it was delivered before.
+	HeaderDeadLetterDeliveries = "Cardwire-Dead-Letter-Deliveries"
 	// HeaderTraceparent is the W3C trace context header, copied from the
 	// webhook request when it had one.
 	HeaderTraceparent = "traceparent"

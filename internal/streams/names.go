@@ -1,5 +1,7 @@
 package streams
 
+import "fmt"
+
 // Names other systems depend on (see the design card). Change one only with a
 // migration note in the README.
 const (
@@ -12,9 +14,52 @@ const (
 	// (not JSON, a missing field, a token that cannot be a subject) so that
 	// nothing verified is lost; it lives in EventsStream.
 	QuarantineSubject = "seam.quarantine"
+	// DeadLetterSubjectPrefix + "." + consumer holds events a consumer gave
+	// up on, with the reason in HeaderDeadLetterReason; it lives in
+	// EventsStream next to the originals.
+	DeadLetterSubjectPrefix = "seam.deadletter"
+
+	// WorkerConsumer is the worker's durable pull consumer on EventsStream.
+	WorkerConsumer = "encoding-worker"
+	// EncodingsBucket is the KV bucket holding encoding records and indexes.
+	EncodingsBucket = "ENCODINGS"
+	// OutcomesStream carries every encoding state change.
+	OutcomesStream = "ENCODING_EVENTS"
+	// OutcomesSubjectPrefix starts outcome subjects:
+	// encodings.<workspace_id>.<status>.
+	OutcomesSubjectPrefix = "encodings"
 )
 
 // EventsStreamSubjects are the subjects EventsStream captures.
 func EventsStreamSubjects() []string {
-	return []string{EventsSubjectPrefix + ".>", QuarantineSubject}
+	return []string{EventsSubjectPrefix + ".>", QuarantineSubject, DeadLetterSubjectPrefix + ".>"}
+}
+
+// WorkerEventTypes are the event-type filters of WorkerConsumer: what can
+// settle or fail an encoding.
+func WorkerEventTypes() []string {
+	return []string{"acs_credential.*", "access_method.*", "acs_encoder.removed"}
+}
+
+// WorkerFilterSubjects are WorkerConsumer's filter subjects, in every
+// workspace.
+func WorkerFilterSubjects() []string {
+	types := WorkerEventTypes()
+	out := make([]string, len(types))
+	for i, t := range types {
+		out[i] = EventsSubjectPrefix + ".*." + t
+	}
+	return out
+}
+
+// DeadLetterSubject is where consumer puts the events it gave up on.
+func DeadLetterSubject(consumer string) string { return DeadLetterSubjectPrefix + "." + consumer }
+
+// OutcomeSubject returns encodings.<workspaceID>.<status>, failing with
+// ErrInvalidToken unless both are valid tokens.
+func OutcomeSubject(workspaceID, status string) (string, error) {
+	if !ValidToken(workspaceID) || !ValidToken(status) {
+		return "", fmt.Errorf("outcome subject for %q/%q: %w", truncate(workspaceID), truncate(status), ErrInvalidToken)
+	}
+	return OutcomesSubjectPrefix + "." + workspaceID + "." + status, nil
 }
