@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/config"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// cfg is everything the worker reads from its environment. The README's
+// configuration table lists the same variables.
+type cfg struct {
+	NATS            broker.Options
+	AdminAddr       string
+	APIAddr         string
+	APIToken        config.Secret
+	APIInsecure     bool
+	WorkspaceID     string
+	SkewMargin      time.Duration
+	EarlyTTL        time.Duration
+	ConfirmTimeout  time.Duration
+	MaxWait         time.Duration
+	MaxStream       time.Duration
+	Owned           streams.WorkerOptions
+	Concurrency     int
+	HandleTimeout   time.Duration
+	ShutdownTimeout time.Duration
+}
+
+func loadConfig(env *config.Env) cfg {
+	c := cfg{NATS: broker.DefaultOptions(), Owned: streams.DefaultWorkerOptions()}
+	c.NATS.Name = "cardwire-worker"
+	c.NATS.URL = env.String("NATS_URL", c.NATS.URL)
+	c.NATS.CredsFile = env.String("NATS_CREDS_FILE", "")
+	c.AdminAddr = env.String("ADMIN_ADDR", ":9091")
+	c.APIAddr = env.String("WORKER_API_ADDR", ":8081")
+	c.APIToken = env.Secret("WORKER_API_TOKEN")
+	c.APIInsecure = env.Bool("WORKER_API_INSECURE", false)
+	c.WorkspaceID = env.String("SEAM_WORKSPACE_ID", "")
+	c.SkewMargin = env.Duration("ENCODING_SKEW_MARGIN", 30*time.Second)
+	c.EarlyTTL = env.Duration("ENCODING_EARLY_TTL", 10*time.Minute)
+	c.ConfirmTimeout = env.Duration("ENCODING_CONFIRM_TIMEOUT", time.Minute)
+	c.MaxWait = env.Duration("WORKER_API_MAX_WAIT", time.Minute)
+	c.MaxStream = env.Duration("WORKER_API_MAX_STREAM", 15*time.Minute)
+	c.Owned.Replicas = env.Int("ENCODINGS_REPLICAS", c.Owned.Replicas)
+	c.Owned.RecordTTL = env.Duration("ENCODINGS_RECORD_TTL", c.Owned.RecordTTL)
+	c.Owned.OutcomesMaxAge = env.Duration("ENCODING_EVENTS_MAX_AGE", c.Owned.OutcomesMaxAge)
+	c.Owned.OutcomesDuplicates = env.Duration("ENCODING_EVENTS_DUPLICATE_WINDOW", c.Owned.OutcomesDuplicates)
+	c.Owned.AckWait = env.Duration("WORKER_ACK_WAIT", c.Owned.AckWait)
+	c.Owned.MaxDeliver = env.Int("WORKER_MAX_DELIVER", c.Owned.MaxDeliver)
+	c.Concurrency = env.Int("WORKER_CONCURRENCY", 8)
+	c.HandleTimeout = env.Duration("WORKER_HANDLE_TIMEOUT", 10*time.Second)
+	c.ShutdownTimeout = env.Duration("SHUTDOWN_TIMEOUT", 25*time.Second)
+	return c
+}
+
+// validate checks what the packages cannot: errors name the variable.
+func (c cfg) validate() error {
+	if c.APIToken.Reveal() == "" && !c.APIInsecure && !loopback(c.APIAddr) {
+		return fmt.Errorf("WORKER_API_TOKEN (or WORKER_API_TOKEN_FILE) must be set when WORKER_API_ADDR (%s) is not a loopback address; set WORKER_API_INSECURE=true to serve the API without authentication", c.APIAddr)
+	}
+	if err := c.Owned.Validate(); err != nil {
+		return fmt.Errorf("ENCODINGS_REPLICAS, ENCODINGS_RECORD_TTL, ENCODING_EVENTS_* or WORKER_ACK_WAIT/WORKER_MAX_DELIVER: %w", err)
+	}
+	if c.HandleTimeout >= c.Owned.AckWait {
+		return errors.New("WORKER_HANDLE_TIMEOUT must be shorter than WORKER_ACK_WAIT, or events are redelivered while still being handled")
+	}
+	if c.EarlyTTL < time.Second {
+		return errors.New("ENCODING_EARLY_TTL must be at least 1s")
+	}
+	return nil
+}
+
+// loopback reports whether addr only listens on a loopback interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

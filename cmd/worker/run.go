@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/cardwire/cardwire/internal/admin"
+	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/config"
+	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/lifecycle"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// run starts the worker and blocks until ctx is cancelled or a listener
+// fails, then shuts down in reverse order: the API, the consumer (events in
+// hand finish and are acked), the pending watch, NATS, the admin port.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintln(stdout, "usage: worker\n\nConfigured through environment variables; see the README.")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	env := &config.Env{Getenv: getenv}
+	log := env.Logger(stdout).With().Str("service", "worker").Logger()
+	c := loadConfig(env)
+	if err := errors.Join(env.Err(), c.validate()); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	stopper := lifecycle.NewStopper(log.With().Str("component", "lifecycle").Logger())
+	fail := func(err error) error { return errors.Join(err, stopper.Stop(c.ShutdownTimeout)) }
+
+	nc, err := broker.Connect(c.NATS, log, reg)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+
+	adminLog := log.With().Str("component", "admin").Logger()
+	adminHandler, err := admin.Handler(admin.Options{
+		Gatherer: reg, CheckTimeout: time.Second, Log: adminLog,
+		Checks: []admin.Check{
+			{Name: "nats", Func: func(context.Context) error { return broker.Ready(nc) }},
+			{Name: "consumer", Func: func(ctx context.Context) error {
+				_, err := js.Consumer(ctx, streams.EventsStream, streams.WorkerConsumer)
+				return err
+			}},
+		},
+	})
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	adminSrv, adminErr, err := lifecycle.Serve(c.AdminAddr, adminHandler, lifecycle.DefaultServerOptions(), adminLog)
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("ADMIN_ADDR: %w", err)
+	}
+	// Teardown runs newest first: API, consumer, pending watch, NATS, admin.
+	stopper.OnStop("admin http", adminSrv.Shutdown)
+	stopper.OnStop("nats", func(ctx context.Context) error { return broker.Drain(ctx, nc) })
+
+	bucket, cons, err := prepareNATS(ctx, c, js, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return stopper.Stop(c.ShutdownTimeout) // asked to stop while starting
+		}
+		return fail(err)
+	}
+	if err := encoding.RegisterConsumerMetrics(cons, reg); err != nil {
+		return fail(err)
+	}
+
+	svcLog := log.With().Str("component", "encoding").Logger()
+	so := encoding.DefaultServiceOptions()
+	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, reg, svcLog
+	so.SkewMargin, so.EarlyTTL, so.ConfirmTimeout, so.DefaultWorkspaceID = c.SkewMargin, c.EarlyTTL, c.ConfirmTimeout, c.WorkspaceID
+	svc, err := encoding.NewService(so)
+	if err != nil {
+		return fail(err)
+	}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	if _, err := encoding.TrackPending(watchCtx, bucket, reg, svcLog); err != nil {
+		stopWatch()
+		return fail(err)
+	}
+	stopper.OnStop("pending watch", func(context.Context) error { stopWatch(); return nil })
+
+	expiry, err := svc.CountUnmatched(ctx, js, svcLog)
+	if err != nil {
+		return fail(err)
+	}
+	stopper.OnStop("early expiry consumer", func(context.Context) error { expiry.Drain(); return nil })
+
+	proc, err := encoding.NewProcessor(encoding.ProcessorOptions{
+		Service: svc, Consumer: cons, Publisher: js, Log: log.With().Str("component", "processor").Logger(),
+		MaxDeliver: c.Owned.MaxDeliver, Concurrency: c.Concurrency, HandleTimeout: c.HandleTimeout,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := proc.Start(); err != nil {
+		return fail(err)
+	}
+	stopper.OnStop("consumer", proc.Stop)
+
+	apiLog := log.With().Str("component", "api").Logger()
+	apiHandler, err := encoding.Routes(encoding.APIOptions{
+		Service: svc, Token: c.APIToken.Reveal(), Log: apiLog, MaxWait: c.MaxWait, MaxStream: c.MaxStream,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	apiServer := lifecycle.DefaultServerOptions()
+	// Long polls (?wait=) and event streams outlive any fixed write timeout;
+	// each handler bounds its own duration instead.
+	apiServer.WriteTimeout = 0
+	apiSrv, apiErr, err := lifecycle.Serve(c.APIAddr, apiHandler, apiServer, apiLog)
+	if err != nil {
+		return fail(fmt.Errorf("WORKER_API_ADDR: %w", err))
+	}
+	stopper.OnStop("api http", apiSrv.Shutdown)
+	log.Info().Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case runErr = <-apiErr:
+		log.Error().Err(runErr).Msg("api listener failed; shutting down")
+	case runErr = <-adminErr:
+		log.Error().Err(runErr).Msg("admin listener failed; shutting down")
+	}
+	return errors.Join(runErr, stopper.Stop(c.ShutdownTimeout))
+}
+
+// prepareNATS creates or updates what
+// the worker owns, retrying until SEAM_EVENTS exists (the receiver creates
+// it) or ctx ends.
+func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (jetstream.KeyValue, jetstream.Consumer, error) {
+	retry := time.NewTicker(2 * time.Second)
+	defer retry.Stop()
+	for {
+		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		bucket, cons, err := streams.EnsureWorker(ectx, js, c.Owned)
+		cancel()
+		if err == nil {
+			log.Info().Str("bucket", streams.EncodingsBucket).Str("stream", streams.OutcomesStream).
+				Str("consumer", streams.WorkerConsumer).Int("replicas", c.Owned.Replicas).Msg("streams ready")
+			return bucket, cons, nil
+		}
+		log.Warn().Err(err).Msg("streams not ready (is the receiver up? it creates SEAM_EVENTS); retrying")
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("prepare streams: %w", errors.Join(err, ctx.Err()))
+		case <-retry.C:
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package encoding
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/cardwire/cardwire/internal/httpapi"
+)
+
+// APIOptions configure the /v1/encodings API.
+type APIOptions struct {
+	Service *Service
+	// Token, when set, is required as "Authorization: Bearer <token>".
+	Token string
+	Log   zerolog.Logger
+	// MaxWait bounds ?wait= on GET.
+	MaxWait time.Duration
+	// MaxStream bounds one Server-Sent Events stream.
+	MaxStream time.Duration
+}
+
+// API paths.
+const (
+	encodingsPath = "/v1/encodings"
+	maxBodyBytes  = 64 << 10
+	maxListLimit  = 500
+	// maxListScan bounds the keys one list call examines.
+	maxListScan = 5000
+)
+
+// Routes returns every route of the worker API. Middleware, outermost
+// first: recover → auth → per-route metrics → handler.
+func Routes(o APIOptions) (http.Handler, error) {
+	if o.Service == nil {
+		return nil, errors.New("APIOptions.Service must be set")
+	}
+	if o.MaxWait <= 0 || o.MaxStream <= 0 {
+		return nil, errors.New("APIOptions.MaxWait and MaxStream must be positive")
+	}
+	a := &api{o: o, svc: o.Service}
+	mux := http.NewServeMux()
+	route := func(pattern, name string, h http.HandlerFunc) {
+		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(
+			a.svc.metrics.api.MustCurryWith(prometheus.Labels{"route": name}), h))
+	}
+	route("POST "+encodingsPath, "register", a.register)
+	route("GET "+encodingsPath, "list", a.list)
+	route("GET "+encodingsPath+"/{id}", "get", a.get)
+	route("DELETE "+encodingsPath+"/{id}", "cancel", a.cancel)
+	route("GET "+encodingsPath+"/{id}/events", "events", a.events)
+	mux.Handle(encodingsPath, httpapi.MethodNotAllowed("GET, POST"))
+	mux.Handle(encodingsPath+"/{id}", httpapi.MethodNotAllowed("GET, DELETE"))
+	mux.Handle(encodingsPath+"/{id}/events", httpapi.MethodNotAllowed("GET"))
+	mux.HandleFunc("/", httpapi.NotFound)
+	return httpapi.Recoverer(o.Log, a.auth(mux)), nil
+}
+
+type api struct {
+	o   APIOptions
+	svc *Service
+}
+
+func (a *api) auth(next http.Handler) http.Handler {
+	if a.o.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.o.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cardwire"`)
+			httpapi.WriteError(w, &httpapi.Error{Status: http.StatusUnauthorized, Type: "unauthorized",
+				Message: "a valid Authorization: Bearer token is required"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *api) register(w http.ResponseWriter, r *http.Request) {
+	var req RegisterRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "the body must be a JSON object: " + err.Error()})
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > 255 {
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "Idempotency-Key is longer than 255 bytes"})
+		return
+	}
+	rec, replayed, err := a.svc.Register(r.Context(), req, key)
+	if err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
+	status := http.StatusCreated
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+		status = http.StatusOK
+	}
+	w.Header().Set("Location", encodingsPath+"/"+rec.EncodingID)
+	writeJSON(w, status, rec)
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	waitParam := r.URL.Query().Get("wait")
+	if waitParam == "" {
+		rec, err := a.svc.Get(r.Context(), id)
+		if err != nil {
+			a.fail(w, r, a.mapError(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, rec)
+		return
+	}
+	wait, err := time.ParseDuration(waitParam)
+	if err != nil || wait <= 0 || wait > a.o.MaxWait {
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input",
+			Message: fmt.Sprintf("wait must be a duration such as 30s, at most %s", a.o.MaxWait)})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	updates, err := a.svc.Watch(ctx, id)
+	if err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
+	var last Record
+	for rec := range updates {
+		last = rec
+	}
+	if last.EncodingID == "" {
+		// The wait ended before the watch delivered the current value.
+		if last, err = a.svc.Get(r.Context(), id); err != nil {
+			a.fail(w, r, a.mapError(err))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, last)
+}
+
+func (a *api) events(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), a.o.MaxStream)
+	defer cancel()
+	updates, err := a.svc.Watch(ctx, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	for rec := range updates {
+		b, _ := json.Marshal(rec)
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", rec.Status, b); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.svc.Cancel(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// listPage is the answer of GET /v1/encodings.
+type listPage struct {
+	Encodings  []Record `json:"encodings"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+func (a *api) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	status, ws, cursor := Status(q.Get("status")), q.Get("workspace_id"), q.Get("cursor")
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: fmt.Sprintf("limit must be 1 to %d", maxListLimit)})
+			return
+		}
+		limit = n
+	}
+	switch status {
+	case "", StatusPending, StatusIssued, StatusFailed, StatusExpired, StatusCanceled:
+	default:
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "status must be pending, issued, failed, expired or canceled"})
+		return
+	}
+	ids, err := a.svc.store.keys(r.Context(), recordKey("*"), "enc.")
+	if err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
+	slices.Sort(ids)
+	start, _ := slices.BinarySearch(ids, cursor)
+	if start < len(ids) && ids[start] == cursor {
+		start++
+	}
+	page := listPage{Encodings: []Record{}}
+	scanned := 0
+	for _, id := range ids[start:] {
+		if len(page.Encodings) == limit || scanned == maxListScan {
+			page.NextCursor = page.lastOr(ids, start+scanned-1)
+			break
+		}
+		scanned++
+		rec, _, err := a.svc.store.Get(r.Context(), id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			a.fail(w, r, a.mapError(err))
+			return
+		}
+		if (status == "" || rec.Status == status) && (ws == "" || rec.WorkspaceID == ws) {
+			page.Encodings = append(page.Encodings, rec)
+		}
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (listPage) lastOr(ids []string, i int) string {
+	if i < 0 {
+		return ""
+	}
+	return ids[i]
+}
+
+// mapError turns a service error into the API's answer.
+func (a *api) mapError(err error) *httpapi.Error {
+	var ve *ValidationError
+	var open *OpenEncodingError
+	var term *TerminalError
+	switch {
+	case errors.As(err, &ve):
+		return &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: ve.Error()}
+	case errors.As(err, &open):
+		return &httpapi.Error{Status: http.StatusConflict, Type: "encoding_pending",
+			Message: "encoding " + open.EncodingID + " is already pending for this credential"}
+	case errors.As(err, &term):
+		return &httpapi.Error{Status: http.StatusConflict, Type: "encoding_final", Message: term.Error()}
+	case errors.Is(err, ErrInProgress):
+		return &httpapi.Error{Status: http.StatusConflict, Type: "request_in_progress", Message: err.Error()}
+	case errors.Is(err, ErrNotFound):
+		return &httpapi.Error{Status: http.StatusNotFound, Type: "encoding_not_found", Message: "no such encoding"}
+	}
+	return &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "unavailable", Message: "the encoding store is unavailable; retry later"}
+}
+
+func (a *api) fail(w http.ResponseWriter, r *http.Request, e *httpapi.Error) {
+	ev := a.o.Log.Warn()
+	if e.Status >= 500 {
+		ev = a.o.Log.Error()
+	}
+	ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", e.Status).Str("type", e.Type).Msg(e.Message)
+	if e.Status == http.StatusServiceUnavailable {
+		httpapi.WriteRetryError(w, e, 2*time.Second)
+		return
+	}
+	httpapi.WriteError(w, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		httpapi.WriteError(w, &httpapi.Error{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal error"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

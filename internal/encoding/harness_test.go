@@ -1,0 +1,330 @@
+package encoding_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/natstest"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+const ws = "6c9f2b2e-94b5-4ee6-a1d1-3a6e0d3f7c11"
+
+// env is one embedded JetStream server with what the receiver and the
+// worker create, plus a collector of every outcome message.
+type env struct {
+	nats     *natstest.Server
+	js       jetstream.JetStream
+	owned    streams.WorkerOptions
+	outcomes *outcomeLog
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	srv := natstest.RunJetStream(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := t.Context()
+	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
+	owned := streams.DefaultWorkerOptions()
+	owned.AckWait, owned.MaxDeliver = 2*time.Second, 4
+	_, _, err := streams.EnsureWorker(ctx, js, owned)
+	require.NoError(t, err)
+	e := &env{nats: srv, js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
+	e.outcomes.follow(t, js)
+	return e
+}
+
+// worker is one worker replica: its own connection, service, processor,
+// registry and API server.
+type worker struct {
+	svc  *encoding.Service
+	proc *encoding.Processor
+	reg  *prometheus.Registry
+	api  *httptest.Server
+	logs *bytes.Buffer
+	mu   *sync.Mutex
+}
+
+type workerConfig struct {
+	token    string
+	earlyTTL time.Duration
+}
+
+func (e *env) startWorker(t *testing.T, cfg workerConfig) *worker {
+	t.Helper()
+	_, js := natstest.Connect(t, e.nats.ClientURL())
+	ctx := t.Context()
+	bucket, err := js.KeyValue(ctx, streams.EncodingsBucket)
+	require.NoError(t, err)
+	cons, err := js.Consumer(ctx, streams.EventsStream, streams.WorkerConsumer)
+	require.NoError(t, err)
+	w := &worker{reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
+	log := zerolog.New(lockedWriter{w.mu, w.logs})
+	so := encoding.DefaultServiceOptions()
+	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, w.reg, log
+	if cfg.earlyTTL > 0 {
+		so.EarlyTTL = cfg.earlyTTL
+	}
+	w.svc, err = encoding.NewService(so)
+	require.NoError(t, err)
+	expiry, err := w.svc.CountUnmatched(ctx, js, log)
+	require.NoError(t, err)
+	t.Cleanup(expiry.Stop)
+	w.proc, err = encoding.NewProcessor(encoding.ProcessorOptions{
+		Service: w.svc, Consumer: cons, Publisher: js, Log: log,
+		MaxDeliver: e.owned.MaxDeliver, Concurrency: 4, HandleTimeout: time.Second,
+	})
+	require.NoError(t, err)
+	require.NoError(t, w.proc.Start())
+	t.Cleanup(func() { _ = w.proc.Stop(context.Background()) })
+	h, err := encoding.Routes(encoding.APIOptions{Service: w.svc, Token: cfg.token, Log: log, MaxWait: time.Minute, MaxStream: time.Minute})
+	require.NoError(t, err)
+	w.api = httptest.NewServer(h)
+	t.Cleanup(w.api.Close)
+	return w
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// seamEvent publishes a Seam event into SEAM_EVENTS the way the receiver
+// does, and returns its event_id. subjectID is the credential, access
+// method or encoder id, by type.
+func (e *env) seamEvent(t *testing.T, eventType, workspace, subjectID string, occurred time.Time, eventID string) string {
+	t.Helper()
+	if eventID == "" {
+		eventID = uuid.NewString()
+	}
+	ev := map[string]any{
+		"event_id": eventID, "event_type": eventType, "workspace_id": workspace,
+		"occurred_at": occurred.UTC().Format(time.RFC3339Nano), "created_at": occurred.UTC().Format(time.RFC3339Nano),
+		"acs_system_id": uuid.NewString(),
+	}
+	switch eventType[:len("acs_c")] {
+	case "acs_c":
+		ev["acs_credential_id"] = subjectID
+	case "acces":
+		ev["access_method_id"] = subjectID
+		ev["access_grant_ids"] = []string{uuid.NewString()}
+	case "acs_e":
+		ev["acs_encoder_id"] = subjectID
+	}
+	body, err := json.Marshal(ev)
+	require.NoError(t, err)
+	subj, err := streams.EventSubject(workspace, eventType)
+	require.NoError(t, err)
+	msg := nats.NewMsg(subj)
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, "msg_"+uuid.NewString())
+	msg.Header.Set(streams.HeaderEventID, eventID)
+	msg.Header.Set(streams.HeaderEventType, eventType)
+	_, err = e.js.PublishMsg(t.Context(), msg)
+	require.NoError(t, err)
+	return eventID
+}
+
+// outcomeLog collects every message on ENCODING_EVENTS.
+type outcomeLog struct {
+	mu      sync.Mutex
+	msgs    []outcome
+	changed chan struct{}
+}
+
+type outcome struct {
+	Subject string
+	Record  encoding.Record
+}
+
+func (o *outcomeLog) follow(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	cons, err := js.OrderedConsumer(t.Context(), streams.OutcomesStream, jetstream.OrderedConsumerConfig{})
+	require.NoError(t, err)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var rec encoding.Record
+		_ = json.Unmarshal(m.Data(), &rec)
+		o.mu.Lock()
+		o.msgs = append(o.msgs, outcome{Subject: m.Subject(), Record: rec})
+		close(o.changed)
+		o.changed = make(chan struct{})
+		o.mu.Unlock()
+	})
+	require.NoError(t, err)
+	t.Cleanup(cc.Stop)
+}
+
+// count is how many outcome messages were published for id with status.
+func (o *outcomeLog) count(id string, status encoding.Status) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, m := range o.msgs {
+		if m.Record.EncodingID == id && m.Record.Status == status {
+			n++
+		}
+	}
+	return n
+}
+
+// wait blocks until an outcome for id with status has arrived.
+func (o *outcomeLog) wait(t *testing.T, id string, status encoding.Status) encoding.Record {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		o.mu.Lock()
+		for _, m := range o.msgs {
+			if m.Record.EncodingID == id && m.Record.Status == status {
+				o.mu.Unlock()
+				require.Equal(t, "encodings."+m.Record.WorkspaceID+"."+string(status), m.Subject)
+				return m.Record
+			}
+		}
+		ch := o.changed
+		o.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("no %s outcome for %s", status, id)
+		}
+	}
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (w *worker) call(t *testing.T, method, path, token string, body any) response {
+	t.Helper()
+	r, err := w.try(method, path, token, body, nil)
+	require.NoError(t, err)
+	return r
+}
+
+// try is call without require, for use off the test goroutine.
+func (w *worker) try(method, path, token string, body any, header http.Header) (response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return response{}, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, w.api.URL+path, rd)
+	if err != nil {
+		return response{}, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := w.api.Client().Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, err
+}
+
+func (r response) record(t *testing.T) encoding.Record {
+	t.Helper()
+	var rec encoding.Record
+	require.NoError(t, json.Unmarshal(r.Body, &rec), "body %s", r.Body)
+	return rec
+}
+
+func (r response) errType(t *testing.T) string {
+	t.Helper()
+	var env struct {
+		Error struct{ Type, Message string } `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &env), "body %s", r.Body)
+	require.NotEmpty(t, env.Error.Message)
+	return env.Error.Type
+}
+
+// register posts a track-only registration and returns the record.
+func (w *worker) register(t *testing.T, credential, accessMethod, encoder string) encoding.Record {
+	t.Helper()
+	r := w.call(t, http.MethodPost, "/v1/encodings", "", map[string]string{
+		"workspace_id": ws, "acs_encoder_id": encoder, "acs_credential_id": credential,
+		"access_method_id": accessMethod, "action_attempt_id": uuid.NewString(),
+	})
+	require.Equal(t, http.StatusCreated, r.Status, "body %s", r.Body)
+	return r.record(t)
+}
+
+// waitFinal long-polls the record until it is final (a KV watch behind).
+func (w *worker) waitFinal(t *testing.T, id string) encoding.Record {
+	t.Helper()
+	r := w.call(t, http.MethodGet, "/v1/encodings/"+id+"?wait=15s", "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	return r.record(t)
+}
+
+// counter reads a counter of the worker's registry (0 if absent).
+func (w *worker) counter(name string, labels ...string) float64 {
+	mfs, err := w.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if got[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return total
+}
+
+// waitResult waits until the workers together counted n events with result.
+func waitResult(t *testing.T, result string, n int, ws ...*worker) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		total := 0.0
+		for _, w := range ws {
+			total += w.counter("cardwire_worker_events_total", "result", result)
+		}
+		return total >= float64(n)
+	}, 15*time.Second, 5*time.Millisecond, "waiting for %d %s events", n, result)
+}

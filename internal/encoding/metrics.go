@@ -1,0 +1,69 @@
+package encoding
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	events          *prometheus.CounterVec
+	resolved        *prometheus.CounterVec
+	transitions     *prometheus.CounterVec
+	resolveDuration prometheus.Histogram
+	eventLag        prometheus.Histogram
+	handleDuration  *prometheus.HistogramVec
+	api             *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		events: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_events_total",
+			Help: "Seam events consumed, by event type and what they did (matched, early, unmatched, duplicate, stale, conflict, ignored, dead_lettered).",
+		}, []string{"event_type", "result"}),
+		resolved: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_encodings_resolved_total",
+			Help: "Encodings that reached a final status, by status and resolved_by.",
+		}, []string{"status", "resolved_by"}),
+		transitions: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_outcomes_published_total",
+			Help: "Outcome messages published on ENCODING_EVENTS, by status (duplicates within the window included).",
+		}, []string{"status"}),
+		resolveDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cardwire_worker_resolve_duration_seconds",
+			Help:    "Time from requested_at to the final status.",
+			Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900},
+		}),
+		eventLag: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cardwire_worker_event_lag_seconds",
+			Help:    "Time from a Seam event's occurred_at to the state change it caused.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200},
+		}),
+		handleDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cardwire_worker_handle_duration_seconds",
+			Help:    "Time to handle one consumed event, by result.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5},
+		}, []string{"result"}),
+		api: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_api_requests_total",
+			Help: "Worker API requests by route and status code.",
+		}, []string{"route", "code"}),
+	}
+	for _, r := range []Result{ResultMatched, ResultEarly, ResultUnmatched, ResultDuplicate, ResultStale, ResultConflict, ResultIgnored, ResultDeadLettered, ResultRetried} {
+		m.events.WithLabelValues("other", string(r))
+	}
+	return m
+}
+
+// eventTypeLabel keeps the events counter bounded: the types the worker
+// consumes, and "other".
+func eventTypeLabel(t string) string {
+	switch t {
+	case "acs_credential.issued", "acs_credential.reissued", "acs_credential.deleted", "acs_credential.invalidated",
+		"access_method.issued", "access_method.reissued", "access_method.deleted", "access_method.revoked",
+		"access_method.card_encoding_required", "acs_encoder.removed":
+		return t
+	}
+	return "other"
+}

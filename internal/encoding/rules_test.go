@@ -1,0 +1,187 @@
+package encoding_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardwire/cardwire/internal/encoding"
+)
+
+// Rule 1: issued / reissued for a pending credential confirms it.
+func TestRuleIssuedConfirms(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	for _, typ := range []string{"acs_credential.issued", "acs_credential.reissued"} {
+		t.Run(typ, func(t *testing.T) {
+			cred := uuid.NewString()
+			rec := w.register(t, cred, "", uuid.NewString())
+			require.Equal(t, encoding.StatusPending, rec.Status)
+			e.outcomes.wait(t, rec.EncodingID, encoding.StatusPending)
+
+			evID := e.seamEvent(t, typ, ws, cred, time.Now(), "")
+			got := w.waitFinal(t, rec.EncodingID)
+			require.Equal(t, encoding.StatusIssued, got.Status)
+			require.Equal(t, typ[len("acs_credential."):], got.IssueKind)
+			require.Equal(t, encoding.ResolvedByWebhook, got.ResolvedBy)
+			require.Equal(t, evID, got.EventID)
+			require.NotNil(t, got.ResolvedAt)
+
+			out := e.outcomes.wait(t, rec.EncodingID, encoding.StatusIssued)
+			require.Equal(t, got, out, "the outcome body is the full record")
+		})
+	}
+}
+
+// Rule 2: access_method.issued / .reissued, keyed by access_method_id.
+func TestRuleAccessMethod(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	am := uuid.NewString()
+	rec := w.register(t, "", am, uuid.NewString())
+	evID := e.seamEvent(t, "access_method.reissued", ws, am, time.Now(), "")
+	got := w.waitFinal(t, rec.EncodingID)
+	require.Equal(t, encoding.StatusIssued, got.Status)
+	require.Equal(t, "reissued", got.IssueKind)
+	require.Equal(t, evID, got.EventID)
+}
+
+// Rule 3: an event before its registration is kept and applied at once.
+func TestRuleEarlyEventResolvesOnRegistration(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	evID := e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now().Add(time.Second), "")
+	waitResult(t, "early", 1, w)
+
+	rec := w.register(t, cred, "", uuid.NewString())
+	require.Equal(t, encoding.StatusIssued, rec.Status, "registration answers with the settled record")
+	require.Equal(t, evID, rec.EventID)
+	e.outcomes.wait(t, rec.EncodingID, encoding.StatusIssued)
+	require.Equal(t, 1, e.outcomes.count(rec.EncodingID, encoding.StatusPending))
+}
+
+// Rule 4: an issued that occurred before the request does not confirm it.
+func TestRuleOldEventDoesNotConfirm(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	e.seamEvent(t, "acs_credential.issued", ws, cred, rec.RequestedAt.Add(-2*time.Minute), "")
+	waitResult(t, "stale", 1, w)
+	got := w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t)
+	require.Equal(t, encoding.StatusPending, got.Status)
+
+	// A fresh one still confirms it.
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	require.Equal(t, encoding.StatusIssued, w.waitFinal(t, rec.EncodingID).Status)
+}
+
+// Rule 5: the same event_id twice changes nothing the second time.
+func TestRuleSameEventTwice(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	evID := uuid.NewString()
+	at := time.Now()
+	e.seamEvent(t, "acs_credential.issued", ws, cred, at, evID)
+	first := w.waitFinal(t, rec.EncodingID)
+	// A second webhook for the same event, outside the stream's dedupe window
+	// (another webhook id).
+	e.seamEvent(t, "acs_credential.issued", ws, cred, at, evID)
+	waitResult(t, "duplicate", 1, w)
+	again := w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t)
+	require.Equal(t, first, again)
+	require.Equal(t, 1, e.outcomes.count(rec.EncodingID, encoding.StatusIssued), "one outcome per transition")
+	require.EqualValues(t, 1, w.counter("cardwire_worker_encodings_resolved_total", "status", "issued"))
+}
+
+// Rule 6: deleted / invalidated / revoked fail the pending encoding; an
+// encoder removal fails every pending encoding on it.
+func TestRuleFailures(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	testCases := []struct {
+		Type    string
+		Access  bool
+		ErrType string
+	}{
+		{"acs_credential.deleted", false, encoding.ErrorCredentialDeleted},
+		{"acs_credential.invalidated", false, encoding.ErrorCredentialInvalidated},
+		{"access_method.deleted", true, encoding.ErrorAccessMethodDeleted},
+		{"access_method.revoked", true, encoding.ErrorAccessMethodRevoked},
+	}
+	for _, c := range testCases {
+		t.Run(c.Type, func(t *testing.T) {
+			id := uuid.NewString()
+			var rec encoding.Record
+			if c.Access {
+				rec = w.register(t, "", id, uuid.NewString())
+			} else {
+				rec = w.register(t, id, "", uuid.NewString())
+			}
+			e.seamEvent(t, c.Type, ws, id, time.Now(), "")
+			got := w.waitFinal(t, rec.EncodingID)
+			require.Equal(t, encoding.StatusFailed, got.Status)
+			require.Equal(t, c.ErrType, got.Error.Type)
+		})
+	}
+	t.Run("acs_encoder.removed", func(t *testing.T) {
+		encoder, other := uuid.NewString(), uuid.NewString()
+		a := w.register(t, uuid.NewString(), "", encoder)
+		b := w.register(t, "", uuid.NewString(), encoder)
+		c := w.register(t, uuid.NewString(), "", other)
+		e.seamEvent(t, "acs_encoder.removed", ws, encoder, time.Now(), "")
+		for _, rec := range []encoding.Record{a, b} {
+			got := w.waitFinal(t, rec.EncodingID)
+			require.Equal(t, encoding.StatusFailed, got.Status)
+			require.Equal(t, encoding.ErrorEncoderRemoved, got.Error.Type)
+		}
+		require.Equal(t, encoding.StatusPending, w.call(t, http.MethodGet, "/v1/encodings/"+c.EncodingID, "", nil).record(t).Status)
+	})
+}
+
+// Rule 7: an event nobody registers for is counted unmatched when its TTL
+// ends (it stays in SEAM_EVENTS).
+func TestRuleUnmatchedExpires(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{earlyTTL: time.Second})
+	cred := uuid.NewString()
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	waitResult(t, "early", 1, w)
+	waitResult(t, "unmatched", 1, w)
+	require.EqualValues(t, 1, w.counter("cardwire_worker_events_total", "event_type", "acs_credential.issued", "result", "unmatched"))
+
+	// Gone from the early area: a registration now stays pending.
+	rec := w.register(t, cred, "", uuid.NewString())
+	require.Equal(t, encoding.StatusPending, rec.Status)
+}
+
+// Rule 8: an event of another workspace never matches.
+func TestRuleOtherWorkspace(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	e.seamEvent(t, "acs_credential.issued", "00000000-0000-4000-8000-0000000000ff", cred, time.Now(), "")
+	waitResult(t, "early", 1, w) // kept for that workspace, not applied here
+	require.Equal(t, encoding.StatusPending, w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t).Status)
+}
+
+// A terminal state is final: a later event is a conflict and changes nothing.
+func TestTerminalIsFinal(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	e.seamEvent(t, "acs_credential.deleted", ws, cred, time.Now(), "")
+	require.Equal(t, encoding.StatusFailed, w.waitFinal(t, rec.EncodingID).Status)
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	waitResult(t, "conflict", 1, w)
+	require.Equal(t, encoding.StatusFailed, w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t).Status)
+	require.Zero(t, e.outcomes.count(rec.EncodingID, encoding.StatusIssued))
+}

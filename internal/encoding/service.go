@@ -1,0 +1,398 @@
+package encoding
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	// Bucket is the ENCODINGS KV bucket.
+	Bucket kv
+	// Publisher publishes outcomes to ENCODING_EVENTS.
+	Publisher  publisher
+	Registerer prometheus.Registerer
+	Log        zerolog.Logger
+	// SkewMargin is how much earlier than requested_at a success event may
+	// have occurred and still confirm the encoding (clock skew).
+	SkewMargin time.Duration
+	// EarlyTTL is how long an event that came before its encoding is kept.
+	EarlyTTL time.Duration
+	// ConfirmTimeout sets each new encoding's deadline.
+	ConfirmTimeout time.Duration
+	// DefaultWorkspaceID is used when a request names no workspace.
+	DefaultWorkspaceID string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// DefaultServiceOptions returns the documented defaults.
+func DefaultServiceOptions() ServiceOptions {
+	return ServiceOptions{SkewMargin: 30 * time.Second, EarlyTTL: 10 * time.Minute, ConfirmTimeout: time.Minute, Log: zerolog.Nop()}
+}
+
+// Validate reports the first option that cannot work.
+func (o ServiceOptions) Validate() error {
+	switch {
+	case o.Bucket == nil:
+		return errors.New("ServiceOptions.Bucket must be set")
+	case o.Publisher == nil:
+		return errors.New("ServiceOptions.Publisher must be set")
+	case o.Registerer == nil:
+		return errors.New("ServiceOptions.Registerer must be set")
+	case o.SkewMargin < 0:
+		return errors.New("ServiceOptions.SkewMargin must not be negative")
+	case o.EarlyTTL < time.Second:
+		return errors.New("ServiceOptions.EarlyTTL must be at least 1s")
+	case o.ConfirmTimeout <= 0:
+		return errors.New("ServiceOptions.ConfirmTimeout must be positive")
+	case o.DefaultWorkspaceID != "" && !streams.ValidToken(o.DefaultWorkspaceID):
+		return errors.New("ServiceOptions.DefaultWorkspaceID is not a valid id")
+	}
+	return nil
+}
+
+// Service is the encode-request lifecycle: registration, settling by events,
+// cancellation, reads and watches. The processor and the API both use it.
+type Service struct {
+	o       ServiceOptions
+	store   *Store
+	metrics *metrics
+	log     zerolog.Logger
+}
+
+// NewService validates o and registers the worker's metrics.
+func NewService(o ServiceOptions) (*Service, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{o: o, store: NewStore(o.Bucket, o.EarlyTTL), metrics: newMetrics(o.Registerer), log: o.Log}, nil
+}
+
+// ValidationError reports a request field that is missing or malformed.
+type ValidationError struct {
+	Field   string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
+
+// TerminalError reports an operation on an encoding that is already final.
+type TerminalError struct {
+	EncodingID string
+	Status     Status
+}
+
+func (e *TerminalError) Error() string {
+	return fmt.Sprintf("encoding %s is already %s", e.EncodingID, e.Status)
+}
+
+// ErrInProgress reports a repeated Idempotency-Key whose first request has
+// not finished registering yet.
+var ErrInProgress = errors.New("a request with this Idempotency-Key is still in progress")
+
+// RegisterRequest registers an encoding the caller started with Seam.
+type RegisterRequest struct {
+	WorkspaceID     string `json:"workspace_id"`
+	AcsEncoderID    string `json:"acs_encoder_id"`
+	AcsCredentialID string `json:"acs_credential_id"`
+	AccessMethodID  string `json:"access_method_id"`
+	ActionAttemptID string `json:"action_attempt_id"`
+}
+
+func (s *Service) validate(req *RegisterRequest) error {
+	if req.WorkspaceID == "" {
+		req.WorkspaceID = s.o.DefaultWorkspaceID
+	}
+	for _, f := range []struct{ name, value string }{
+		{"workspace_id", req.WorkspaceID}, {"acs_encoder_id", req.AcsEncoderID}, {"action_attempt_id", req.ActionAttemptID},
+	} {
+		if f.value == "" {
+			return &ValidationError{Field: f.name, Message: "is required"}
+		}
+		if !streams.ValidToken(f.value) {
+			return &ValidationError{Field: f.name, Message: "must be a Seam id (letters, digits, '-' or '_')"}
+		}
+	}
+	switch {
+	case req.AcsCredentialID == "" && req.AccessMethodID == "":
+		return &ValidationError{Field: "acs_credential_id", Message: "one of acs_credential_id or access_method_id is required"}
+	case req.AcsCredentialID != "" && req.AccessMethodID != "":
+		return &ValidationError{Field: "access_method_id", Message: "give acs_credential_id or access_method_id, not both"}
+	case req.AcsCredentialID != "" && !streams.ValidToken(req.AcsCredentialID):
+		return &ValidationError{Field: "acs_credential_id", Message: "must be a Seam id"}
+	case req.AccessMethodID != "" && !streams.ValidToken(req.AccessMethodID):
+		return &ValidationError{Field: "access_method_id", Message: "must be a Seam id"}
+	}
+	return nil
+}
+
+// Register stores a pending encoding, publishes it, and applies any events
+// that arrived before it. With an idempotency key, a repeat returns the first
+// request's record (replayed=true). It fails with *ValidationError,
+// *OpenEncodingError, ErrInProgress, or a storage error.
+func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotencyKey string) (rec Record, replayed bool, err error) {
+	if err := s.validate(&req); err != nil {
+		return Record{}, false, err
+	}
+	now := s.o.Now().UTC()
+	rec = Record{
+		EncodingID:      uuid.NewString(),
+		WorkspaceID:     req.WorkspaceID,
+		AcsEncoderID:    req.AcsEncoderID,
+		AcsCredentialID: req.AcsCredentialID,
+		AccessMethodID:  req.AccessMethodID,
+		ActionAttemptID: req.ActionAttemptID,
+		Status:          StatusPending,
+		RequestedAt:     now,
+		Deadline:        now.Add(s.o.ConfirmTimeout),
+	}
+	if idempotencyKey != "" {
+		first, err := s.store.RememberIdempotent(ctx, rec.WorkspaceID, idempotencyKey, rec.EncodingID)
+		if err != nil {
+			return Record{}, false, err
+		}
+		if first != rec.EncodingID {
+			prev, _, err := s.store.Get(ctx, first)
+			if errors.Is(err, ErrNotFound) {
+				return Record{}, false, ErrInProgress
+			}
+			if err == nil {
+				// Publishing again is a no-op within the window and repairs
+				// a first request that stored but failed to publish.
+				err = publishOutcome(ctx, s.o.Publisher, prev)
+			}
+			return prev, true, err
+		}
+	}
+	if err := s.store.Register(ctx, rec); err != nil {
+		if idempotencyKey != "" {
+			_ = s.o.Bucket.Delete(context.WithoutCancel(ctx), idemKey(rec.WorkspaceID, idempotencyKey))
+		}
+		return Record{}, false, err
+	}
+	kind, id := rec.target()
+	s.log.Info().Str("encoding_id", rec.EncodingID).Str("target", kind+":"+id).Str("action_attempt_id", rec.ActionAttemptID).
+		Str("to", string(StatusPending)).Msg("encoding registered")
+	if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
+		return rec, false, err
+	}
+	s.metrics.transitions.WithLabelValues(string(StatusPending)).Inc()
+
+	// Events that came first (rule: order does not matter).
+	early, err := s.store.Early(ctx, rec.WorkspaceID, kind, id)
+	if err != nil {
+		return rec, false, err
+	}
+	for _, ev := range early {
+		// Counted once already, as "early", when it was consumed.
+		if _, err := s.settle(ctx, rec.EncodingID, ev); err != nil {
+			return rec, false, err
+		}
+		_ = s.store.ForgetEarly(ctx, ev, kind, id)
+	}
+	if len(early) > 0 {
+		if rec, _, err = s.store.Get(ctx, rec.EncodingID); err != nil {
+			return Record{}, false, err
+		}
+	}
+	return rec, false, nil
+}
+
+// Apply acts on one Seam event and reports what it did. An error means the
+// event should be retried.
+func (s *Service) Apply(ctx context.Context, ev Event) (Result, error) {
+	if _, ok := effectOf(ev.EventType); !ok {
+		return ResultIgnored, nil
+	}
+	kind, id := ev.target()
+	if kind == kindEncoder {
+		ids, err := s.store.PendingOnEncoder(ctx, ev.WorkspaceID, id)
+		if err != nil {
+			return "", err
+		}
+		result := ResultUnmatched
+		for _, encID := range ids {
+			res, err := s.settle(ctx, encID, ev)
+			if err != nil {
+				return "", err
+			}
+			if res == ResultMatched || result == ResultUnmatched {
+				result = res
+			}
+		}
+		return result, nil
+	}
+	encID, err := s.store.Lookup(ctx, ev.WorkspaceID, kind, id)
+	if errors.Is(err, ErrNotFound) {
+		if err := s.store.KeepEarly(ctx, ev, kind, id); err != nil {
+			return "", err
+		}
+		// A registration may have claimed the index between the lookup and
+		// the keep, after looking at the early area: look again, so that
+		// one of the two always sees the other.
+		encID, err = s.store.Lookup(ctx, ev.WorkspaceID, kind, id)
+		if errors.Is(err, ErrNotFound) {
+			return ResultEarly, nil
+		}
+		if err == nil {
+			defer func() { _ = s.store.ForgetEarly(context.WithoutCancel(ctx), ev, kind, id) }()
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	return s.settle(ctx, encID, ev)
+}
+
+// settle applies ev to one encoding with a compare-and-set, then publishes
+// the outcome. A redelivered event finds its own event_id on the record
+// (duplicate) and publishes again, which is a no-op unless the first
+// publish was lost.
+func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, error) {
+	var res Result
+	rec, changed, err := s.store.Update(ctx, encID, func(r Record) (Record, bool) {
+		next, r2, ch := apply(r, ev, s.o.SkewMargin, s.o.Now())
+		res = r2
+		return next, ch
+	})
+	if errors.Is(err, ErrNotFound) {
+		return ResultUnmatched, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	switch res {
+	case ResultMatched, ResultDuplicate:
+		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
+			return "", err
+		}
+		if !changed {
+			return res, nil
+		}
+		s.resolved(ctx, rec, ev.EventID)
+		s.metrics.eventLag.Observe(s.o.Now().Sub(ev.OccurredAt).Seconds())
+	case ResultConflict:
+		s.log.Warn().Str("encoding_id", rec.EncodingID).Str("event_id", ev.EventID).Str("event_type", ev.EventType).
+			Str("status", string(rec.Status)).Msg("event for an encoding that is already final; state unchanged")
+	case ResultStale:
+		s.log.Info().Str("encoding_id", rec.EncodingID).Str("event_id", ev.EventID).Time("occurred_at", ev.OccurredAt).
+			Time("requested_at", rec.RequestedAt).Msg("event older than the encoding request; ignored")
+	}
+	return res, nil
+}
+
+// resolved records a final status: metrics, the log line, index cleanup.
+func (s *Service) resolved(ctx context.Context, rec Record, eventID string) {
+	s.metrics.transitions.WithLabelValues(string(rec.Status)).Inc()
+	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
+	s.metrics.resolveDuration.Observe(s.o.Now().Sub(rec.RequestedAt).Seconds())
+	ev := s.log.Info()
+	if rec.Error != nil {
+		ev = ev.Str("error_type", rec.Error.Type)
+	}
+	kind, id := rec.target()
+	ev.Str("encoding_id", rec.EncodingID).Str("target", kind+":"+id).Str("event_id", eventID).
+		Str("from", string(StatusPending)).Str("to", string(rec.Status)).Str("resolved_by", rec.ResolvedBy).Msg("encoding settled")
+	if err := s.store.Resolved(ctx, rec); err != nil {
+		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("encoder index not removed")
+	}
+}
+
+// Cancel settles a pending encoding as canceled. It fails with
+// *TerminalError if it is already final, or ErrNotFound.
+func (s *Service) Cancel(ctx context.Context, id string) (Record, error) {
+	if !streams.ValidToken(id) {
+		return Record{}, ErrNotFound
+	}
+	var terminal Status
+	rec, changed, err := s.store.Update(ctx, id, func(r Record) (Record, bool) {
+		if r.Status.Terminal() {
+			terminal = r.Status
+			return r, false
+		}
+		at := s.o.Now().UTC()
+		r.Status, r.ResolvedBy, r.ResolvedAt = StatusCanceled, ResolvedByCancel, &at
+		return r, true
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	if !changed {
+		return rec, &TerminalError{EncodingID: id, Status: terminal}
+	}
+	if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
+		return rec, err
+	}
+	s.resolved(ctx, rec, "")
+	return rec, nil
+}
+
+// Get returns one record, or ErrNotFound.
+func (s *Service) Get(ctx context.Context, id string) (Record, error) {
+	if !streams.ValidToken(id) {
+		return Record{}, ErrNotFound
+	}
+	rec, _, err := s.store.Get(ctx, id)
+	return rec, err
+}
+
+// Watch sends the record now and on every change until it is final or ctx
+// ends, then closes the channel. It is a KV watch: nothing re-reads in a
+// loop.
+func (s *Service) Watch(ctx context.Context, id string) (<-chan Record, error) {
+	if !streams.ValidToken(id) {
+		return nil, ErrNotFound
+	}
+	if _, err := s.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	w, err := s.o.Bucket.Watch(ctx, recordKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("watch encoding %s: %w", id, err)
+	}
+	out := make(chan Record, 1)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue // nil marks the end of the initial values
+				}
+				var rec Record
+				if json.Unmarshal(e.Value(), &rec) != nil {
+					continue
+				}
+				select {
+				case out <- rec:
+				case <-ctx.Done():
+					return
+				}
+				if rec.Status.Terminal() {
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
