@@ -63,7 +63,7 @@ func Routes(o APIOptions) (http.Handler, error) {
 	mux.Handle(encodingsPath+"/{id}", httpapi.MethodNotAllowed("GET, DELETE"))
 	mux.Handle(encodingsPath+"/{id}/events", httpapi.MethodNotAllowed("GET"))
 	mux.HandleFunc("/", httpapi.NotFound)
-	return httpapi.Recoverer(o.Log, a.auth(mux)), nil
+	return httpapi.Recoverer(o.Log, promhttp.InstrumentHandlerInFlight(a.svc.metrics.apiInFlight, a.auth(mux))), nil
 }
 
 type api struct {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +116,13 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // method or encoder id, by type.
 func (e *env) seamEvent(t *testing.T, eventType, workspace, subjectID string, occurred time.Time, eventID string) string {
 	t.Helper()
+	id, err := e.trySeamEvent(eventType, workspace, subjectID, occurred, eventID)
+	require.NoError(t, err)
+	return id
+}
+
+// trySeamEvent is seamEvent without require, for use off the test goroutine.
+func (e *env) trySeamEvent(eventType, workspace, subjectID string, occurred time.Time, eventID string) (string, error) {
 	if eventID == "" {
 		eventID = uuid.NewString()
 	}
@@ -123,27 +131,30 @@ func (e *env) seamEvent(t *testing.T, eventType, workspace, subjectID string, oc
 		"occurred_at": occurred.UTC().Format(time.RFC3339Nano), "created_at": occurred.UTC().Format(time.RFC3339Nano),
 		"acs_system_id": uuid.NewString(),
 	}
-	switch eventType[:len("acs_c")] {
-	case "acs_c":
+	switch {
+	case strings.HasPrefix(eventType, "acs_credential."):
 		ev["acs_credential_id"] = subjectID
-	case "acces":
+	case strings.HasPrefix(eventType, "access_method."):
 		ev["access_method_id"] = subjectID
 		ev["access_grant_ids"] = []string{uuid.NewString()}
-	case "acs_e":
+	case strings.HasPrefix(eventType, "acs_encoder."):
 		ev["acs_encoder_id"] = subjectID
 	}
 	body, err := json.Marshal(ev)
-	require.NoError(t, err)
+	if err != nil {
+		return "", err
+	}
 	subj, err := streams.EventSubject(workspace, eventType)
-	require.NoError(t, err)
+	if err != nil {
+		return "", err
+	}
 	msg := nats.NewMsg(subj)
 	msg.Data = body
 	msg.Header.Set(jetstream.MsgIDHeader, "msg_"+uuid.NewString())
 	msg.Header.Set(streams.HeaderEventID, eventID)
 	msg.Header.Set(streams.HeaderEventType, eventType)
-	_, err = e.js.PublishMsg(t.Context(), msg)
-	require.NoError(t, err)
-	return eventID
+	_, err = e.js.PublishMsg(context.Background(), msg)
+	return eventID, err
 }
 
 // outcomeLog collects every message on ENCODING_EVENTS.

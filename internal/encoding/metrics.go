@@ -13,6 +13,7 @@ type metrics struct {
 	eventLag        prometheus.Histogram
 	handleDuration  *prometheus.HistogramVec
 	api             *prometheus.CounterVec
+	apiInFlight     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cardwire_worker_api_requests_total",
 			Help: "Worker API requests by route and status code.",
 		}, []string{"route", "code"}),
+		apiInFlight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "cardwire_worker_api_in_flight",
+			Help: "Worker API requests being served, long polls and event streams included.",
+		}),
 	}
 	for _, r := range []Result{ResultMatched, ResultEarly, ResultUnmatched, ResultDuplicate, ResultStale, ResultConflict, ResultIgnored, ResultDeadLettered, ResultRetried} {
 		m.events.WithLabelValues("other", string(r))

@@ -1,0 +1,245 @@
+package encoding_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardwire/cardwire/internal/encoding"
+)
+
+func TestAPIAuth(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{token: "s3cret-token"})
+	body := map[string]string{"workspace_id": ws, "acs_encoder_id": uuid.NewString(), "acs_credential_id": uuid.NewString(), "action_attempt_id": uuid.NewString()}
+	testCases := []struct {
+		Name   string
+		Token  string
+		Status int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"wrong token", "s3cret-tokem", http.StatusUnauthorized},
+		{"right token", "s3cret-token", http.StatusCreated},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			r := w.call(t, http.MethodPost, "/v1/encodings", c.Token, body)
+			require.Equal(t, c.Status, r.Status, "body %s", r.Body)
+			if c.Status == http.StatusUnauthorized {
+				require.Equal(t, "unauthorized", r.errType(t))
+				require.NotEmpty(t, r.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	require.NotContains(t, w.logs.String(), "s3cret-token")
+}
+
+func TestAPIValidation(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	full := func(mut func(map[string]any)) map[string]any {
+		b := map[string]any{"workspace_id": ws, "acs_encoder_id": uuid.NewString(), "acs_credential_id": uuid.NewString(), "action_attempt_id": uuid.NewString()}
+		mut(b)
+		return b
+	}
+	testCases := []struct {
+		Name  string
+		Body  any
+		Field string
+	}{
+		{"no encoder", full(func(b map[string]any) { delete(b, "acs_encoder_id") }), "acs_encoder_id"},
+		{"no workspace and no default", full(func(b map[string]any) { delete(b, "workspace_id") }), "workspace_id"},
+		{"no credential or access method", full(func(b map[string]any) { delete(b, "acs_credential_id") }), "acs_credential_id"},
+		{"both credential and access method", full(func(b map[string]any) { b["access_method_id"] = uuid.NewString() }), "access_method_id"},
+		{"no action attempt", full(func(b map[string]any) { delete(b, "action_attempt_id") }), "action_attempt_id"},
+		{"id with a dot", full(func(b map[string]any) { b["acs_credential_id"] = "a.b" }), "acs_credential_id"},
+		{"unknown field", full(func(b map[string]any) { b["acs_credentail_id"] = "typo" }), "acs_credentail_id"},
+		{"wrong type", full(func(b map[string]any) { b["acs_encoder_id"] = 7 }), "acs_encoder_id"},
+		{"not an object", []int{1}, "JSON object"},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			r := w.call(t, http.MethodPost, "/v1/encodings", "", c.Body)
+			require.Equal(t, http.StatusBadRequest, r.Status, "body %s", r.Body)
+			require.Equal(t, "invalid_input", r.errType(t))
+			require.Contains(t, string(r.Body), c.Field)
+		})
+	}
+	for _, c := range []struct{ Name, Method, Path string }{
+		{"unknown id", http.MethodGet, "/v1/encodings/" + uuid.NewString()},
+		{"id that is not a key", http.MethodGet, "/v1/encodings/a.b"},
+		{"unknown path", http.MethodGet, "/v2/encodings"},
+	} {
+		t.Run(c.Name, func(t *testing.T) {
+			r := w.call(t, c.Method, c.Path, "", nil)
+			require.Equal(t, http.StatusNotFound, r.Status)
+			r.errType(t)
+		})
+	}
+	r := w.call(t, http.MethodPut, "/v1/encodings", "", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, r.Status)
+	require.Equal(t, "method_not_allowed", r.errType(t))
+	r = w.call(t, http.MethodGet, "/v1/encodings/"+uuid.NewString()+"?wait=2h", "", nil)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+}
+
+func TestAPIIdempotencyAndConflicts(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	body := map[string]string{"workspace_id": ws, "acs_encoder_id": uuid.NewString(), "acs_credential_id": cred, "action_attempt_id": uuid.NewString()}
+	key := http.Header{"Idempotency-Key": {"front-desk-req-1"}}
+
+	first, err := w.try(http.MethodPost, "/v1/encodings", "", body, key)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, first.Status)
+	again, err := w.try(http.MethodPost, "/v1/encodings", "", body, key)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, again.Status)
+	require.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
+	require.Equal(t, first.record(t), again.record(t))
+
+	// Without the key, a second encoding for a pending credential is a 409
+	// naming the open one.
+	r := w.call(t, http.MethodPost, "/v1/encodings", "", body)
+	require.Equal(t, http.StatusConflict, r.Status)
+	require.Equal(t, "encoding_pending", r.errType(t))
+	require.Contains(t, string(r.Body), first.record(t).EncodingID)
+	require.Equal(t, 1, e.outcomes.count(first.record(t).EncodingID, encoding.StatusPending))
+
+	// Cancel; cancel again is a 409; then the credential is free again.
+	id := first.record(t).EncodingID
+	r = w.call(t, http.MethodDelete, "/v1/encodings/"+id, "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Equal(t, encoding.StatusCanceled, r.record(t).Status)
+	require.Equal(t, encoding.ResolvedByCancel, r.record(t).ResolvedBy)
+	e.outcomes.wait(t, id, encoding.StatusCanceled)
+	r = w.call(t, http.MethodDelete, "/v1/encodings/"+id, "", nil)
+	require.Equal(t, http.StatusConflict, r.Status)
+	require.Equal(t, "encoding_final", r.errType(t))
+	r = w.call(t, http.MethodPost, "/v1/encodings", "", body)
+	require.Equal(t, http.StatusCreated, r.Status)
+}
+
+func TestAPIWaitReturnsOnTheEvent(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+
+	type result struct {
+		r   response
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := w.try(http.MethodGet, "/v1/encodings/"+rec.EncodingID+"?wait=30s", "", nil, nil)
+		done <- result{r, err, time.Now()}
+	}()
+	// The long poll is waiting on its KV watch; send the event.
+	waitWatching(t, w)
+	sent := time.Now()
+	e.seamEvent(t, "acs_credential.issued", ws, cred, sent, "")
+	res := <-done
+	require.NoError(t, res.err)
+	require.Equal(t, http.StatusOK, res.r.Status)
+	require.Equal(t, encoding.StatusIssued, res.r.record(t).Status)
+	t.Logf("wait answered %s after the event was published", res.at.Sub(sent))
+
+	// A wait on a pending encoding that nothing settles ends with the wait.
+	other := w.register(t, uuid.NewString(), "", uuid.NewString())
+	r := w.call(t, http.MethodGet, "/v1/encodings/"+other.EncodingID+"?wait=200ms", "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Equal(t, encoding.StatusPending, r.record(t).Status)
+}
+
+// waitWatching waits until the worker's API has a watch open, from the
+// api requests in flight gauge.
+func waitWatching(t *testing.T, w *worker) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		return w.counter("cardwire_worker_api_in_flight") >= 1
+	}, 10*time.Second, 2*time.Millisecond)
+}
+
+func TestAPIServerSentEvents(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, w.api.URL+"/v1/encodings/"+rec.EncodingID+"/events", nil)
+	require.NoError(t, err)
+	resp, err := w.api.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	sc := bufio.NewScanner(resp.Body)
+	next := func() (event, data string) {
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				data = strings.TrimPrefix(line, "data: ")
+			case line == "" && event != "":
+				return event, data
+			}
+		}
+		return "", ""
+	}
+	ev, data := next()
+	require.Equal(t, "pending", ev)
+	require.Contains(t, data, rec.EncodingID)
+
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	ev, data = next()
+	require.Equal(t, "issued", ev)
+	require.Contains(t, data, `"status":"issued"`)
+	ev, _ = next()
+	require.Empty(t, ev, "the stream ends once the encoding is final")
+}
+
+func TestAPIList(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	var ids []string
+	for range 5 {
+		ids = append(ids, w.register(t, uuid.NewString(), "", uuid.NewString()).EncodingID)
+	}
+	require.Equal(t, http.StatusOK, w.call(t, http.MethodDelete, "/v1/encodings/"+ids[0], "", nil).Status)
+
+	var seen []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10)
+		r := w.call(t, http.MethodGet, "/v1/encodings?status=pending&limit=2&workspace_id="+ws+"&cursor="+cursor, "", nil)
+		require.Equal(t, http.StatusOK, r.Status, "body %s", r.Body)
+		var page struct {
+			Encodings  []encoding.Record `json:"encodings"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &page))
+		require.LessOrEqual(t, len(page.Encodings), 2)
+		for _, rec := range page.Encodings {
+			require.Equal(t, encoding.StatusPending, rec.Status)
+			seen = append(seen, rec.EncodingID)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	require.ElementsMatch(t, ids[1:], seen)
+	r := w.call(t, http.MethodGet, "/v1/encodings?limit=100000", "", nil)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+}
