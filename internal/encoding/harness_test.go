@@ -35,7 +35,7 @@ type env struct {
 	outcomes *outcomeLog
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
 	_, js := natstest.Connect(t, srv.ClientURL())
@@ -66,7 +66,7 @@ type workerConfig struct {
 	earlyTTL time.Duration
 }
 
-func (e *env) startWorker(t *testing.T, cfg workerConfig) *worker {
+func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	t.Helper()
 	_, js := natstest.Connect(t, e.nats.ClientURL())
 	ctx := t.Context()
@@ -114,7 +114,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // seamEvent publishes a Seam event into SEAM_EVENTS the way the receiver
 // does, and returns its event_id. subjectID is the credential, access
 // method or encoder id, by type.
-func (e *env) seamEvent(t *testing.T, eventType, workspace, subjectID string, occurred time.Time, eventID string) string {
+func (e *env) seamEvent(t testing.TB, eventType, workspace, subjectID string, occurred time.Time, eventID string) string {
 	t.Helper()
 	id, err := e.trySeamEvent(eventType, workspace, subjectID, occurred, eventID)
 	require.NoError(t, err)
@@ -169,7 +169,7 @@ type outcome struct {
 	Record  encoding.Record
 }
 
-func (o *outcomeLog) follow(t *testing.T, js jetstream.JetStream) {
+func (o *outcomeLog) follow(t testing.TB, js jetstream.JetStream) {
 	t.Helper()
 	cons, err := js.OrderedConsumer(t.Context(), streams.OutcomesStream, jetstream.OrderedConsumerConfig{})
 	require.NoError(t, err)
@@ -199,8 +199,33 @@ func (o *outcomeLog) count(id string, status encoding.Status) int {
 	return n
 }
 
+// waitCount blocks until n outcomes with status have arrived.
+func (o *outcomeLog) waitCount(tb testing.TB, status encoding.Status, n int) {
+	tb.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		o.mu.Lock()
+		got := 0
+		for _, m := range o.msgs {
+			if m.Record.Status == status {
+				got++
+			}
+		}
+		ch := o.changed
+		o.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timeout:
+			tb.Fatalf("%d of %d %s outcomes", got, n, status)
+		}
+	}
+}
+
 // wait blocks until an outcome for id with status has arrived.
-func (o *outcomeLog) wait(t *testing.T, id string, status encoding.Status) encoding.Record {
+func (o *outcomeLog) wait(t testing.TB, id string, status encoding.Status) encoding.Record {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
 	for {
@@ -228,7 +253,7 @@ type response struct {
 	Body   []byte
 }
 
-func (w *worker) call(t *testing.T, method, path, token string, body any) response {
+func (w *worker) call(t testing.TB, method, path, token string, body any) response {
 	t.Helper()
 	r, err := w.try(method, path, token, body, nil)
 	require.NoError(t, err)
@@ -264,14 +289,14 @@ func (w *worker) try(method, path, token string, body any, header http.Header) (
 	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, err
 }
 
-func (r response) record(t *testing.T) encoding.Record {
+func (r response) record(t testing.TB) encoding.Record {
 	t.Helper()
 	var rec encoding.Record
 	require.NoError(t, json.Unmarshal(r.Body, &rec), "body %s", r.Body)
 	return rec
 }
 
-func (r response) errType(t *testing.T) string {
+func (r response) errType(t testing.TB) string {
 	t.Helper()
 	var env struct {
 		Error struct{ Type, Message string } `json:"error"`
@@ -282,7 +307,7 @@ func (r response) errType(t *testing.T) string {
 }
 
 // register posts a track-only registration and returns the record.
-func (w *worker) register(t *testing.T, credential, accessMethod, encoder string) encoding.Record {
+func (w *worker) register(t testing.TB, credential, accessMethod, encoder string) encoding.Record {
 	t.Helper()
 	r := w.call(t, http.MethodPost, "/v1/encodings", "", map[string]string{
 		"workspace_id": ws, "acs_encoder_id": encoder, "acs_credential_id": credential,
@@ -293,7 +318,7 @@ func (w *worker) register(t *testing.T, credential, accessMethod, encoder string
 }
 
 // waitFinal long-polls the record until it is final (a KV watch behind).
-func (w *worker) waitFinal(t *testing.T, id string) encoding.Record {
+func (w *worker) waitFinal(t testing.TB, id string) encoding.Record {
 	t.Helper()
 	r := w.call(t, http.MethodGet, "/v1/encodings/"+id+"?wait=15s", "", nil)
 	require.Equal(t, http.StatusOK, r.Status)
@@ -329,7 +354,7 @@ func (w *worker) counter(name string, labels ...string) float64 {
 }
 
 // waitResult waits until the workers together counted n events with result.
-func waitResult(t *testing.T, result string, n int, ws ...*worker) {
+func waitResult(t testing.TB, result string, n int, ws ...*worker) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		total := 0.0

@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/streams"
 )
 
 // Rule 1: issued / reissued for a pending credential confirms it.
@@ -184,4 +186,29 @@ func TestTerminalIsFinal(t *testing.T) {
 	waitResult(t, "conflict", 1, w)
 	require.Equal(t, encoding.StatusFailed, w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t).Status)
 	require.Zero(t, e.outcomes.count(rec.EncodingID, encoding.StatusIssued))
+}
+
+// An event the worker can never act on is moved to the dead-letter subject
+// with the reason, counted, and does not block the events behind it.
+func TestBadEventIsDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	subj, err := streams.EventSubject(ws, "acs_credential.issued")
+	require.NoError(t, err)
+	_, err = e.js.Publish(t.Context(), subj, []byte(`{"event_id":"e1","event_type":"acs_credential.issued","workspace_id":"`+ws+`"}`),
+		jetstream.WithMsgID("msg_bad"))
+	require.NoError(t, err)
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	require.Equal(t, encoding.StatusIssued, w.waitFinal(t, rec.EncodingID).Status, "the bad event does not block others")
+
+	waitResult(t, "dead_lettered", 1, w)
+	st, err := e.js.Stream(t.Context(), streams.EventsStream)
+	require.NoError(t, err)
+	dl, err := st.GetLastMsgForSubject(t.Context(), streams.DeadLetterSubject(streams.WorkerConsumer))
+	require.NoError(t, err)
+	require.Contains(t, dl.Header.Get(streams.HeaderDeadLetterReason), "occurred_at missing")
+	require.Equal(t, subj, dl.Header.Get("Cardwire-Original-Subject"))
+	require.Contains(t, string(dl.Data), `"event_id":"e1"`)
 }
