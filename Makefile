@@ -5,7 +5,7 @@ T        ?= .
 FUZZTIME ?= 10s
 BIN      := bin
 
-.PHONY: build test test-only lint bench fuzz run send tail clean
+.PHONY: build test test-only lint bench fuzz run send register tail outcomes clean
 
 ## build: compile every binary into ./bin (the NATS server included, for make run)
 build:
@@ -26,7 +26,7 @@ lint:
 	$(GO) tool staticcheck $(PKG)
 	./scripts/check-imports.sh
 
-## bench: Go benchmarks (verify+parse, full handler with JetStream publish); T= picks some
+## bench: Go benchmarks (receiver verify+parse and handler, worker settle rate, webhook-to-outcome latency); T= picks some
 bench:
 	$(GO) test -run '^$$' -bench '$(T)' -benchmem $(PKG)
 
@@ -34,19 +34,29 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEnvelope$$' -fuzztime $(FUZZTIME) ./internal/events
 	$(GO) test -run '^$$' -fuzz '^FuzzEventSubject$$' -fuzztime $(FUZZTIME) ./internal/streams
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./internal/encoding
 
 ## run: the whole local stack (NATS with JetStream under ./.data, the receiver); Ctrl-C stops it
 run: build
 	./scripts/run.sh
 
-## send: POST a signed sample event to the local receiver (TYPE=acs_credential.issued)
+## send: POST a signed sample event to the local receiver (TYPE=acs_credential.issued, CRED= the credential id)
 TYPE ?= acs_credential.issued
+CRED ?=
 send:
-	$(GO) run ./cmd/cardwire-dev send -type $(TYPE)
+	$(GO) run ./cmd/cardwire-dev send -type $(TYPE) -credential '$(CRED)'
+
+## register: register a pending encoding for CRED with the local worker
+register:
+	$(GO) run ./cmd/cardwire-dev register -credential '$(CRED)'
 
 ## tail: print what arrives in SEAM_EVENTS
 tail:
 	$(GO) run ./cmd/cardwire-dev tail
+
+## outcomes: print encoding outcomes from ENCODING_EVENTS
+outcomes:
+	$(GO) run ./cmd/cardwire-dev tail -stream ENCODING_EVENTS -subject 'encodings.>'
 
 clean:
 	rm -rf $(BIN) .data

@@ -28,16 +28,25 @@ export LOG_FORMAT="${LOG_FORMAT:-console}"
 SEAM_WEBHOOK_SECRET_FILE="$secret_file" bin/webhook-receiver &
 pids+=($!)
 
+# The worker waits for SEAM_EVENTS (the receiver creates it). Its API listens
+# on loopback only, so it needs no token here.
+SEAM_WORKSPACE_ID=00000000-0000-4000-8000-000000000001 WORKER_API_ADDR=127.0.0.1:8081 \
+  bin/worker &
+pids+=($!)
+
 cat <<MSG
 
   cardwire is starting.
     development webhook secret: $(cat "$secret_file")   (in $secret_file)
     webhook endpoint:           POST http://127.0.0.1:8080/webhooks/seam
-    metrics / health:           http://127.0.0.1:9090/metrics  /healthz  /readyz
+    worker API:                 http://127.0.0.1:8081/v1/encodings
+    metrics / health:           http://127.0.0.1:9090 (receiver), :9091 (worker): /metrics /healthz /readyz
 
   In another terminal:
-    make tail      watch events arrive in SEAM_EVENTS
-    make send      send a signed sample acs_credential.issued event
+    make tail                  watch events arrive in SEAM_EVENTS
+    make outcomes              watch encoding outcomes on ENCODING_EVENTS
+    make register CRED=card-1  register a pending encoding for credential card-1
+    make send CRED=card-1      send a signed acs_credential.issued for it: it settles
 
 MSG
 wait -n

@@ -27,7 +27,8 @@ const usage = `usage: cardwire-dev <command> [flags]
 commands:
   secret   print a new random whsec_ webhook secret
   send     sign a sample Seam event with the svix library and POST it to the receiver
-  tail     print every message that arrives in SEAM_EVENTS
+  register register a pending encoding with the local worker's API
+  tail     print every message that arrives in SEAM_EVENTS (or -stream ENCODING_EVENTS)
 
 Run "cardwire-dev <command> -h" for a command's flags.`
 
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return secretCmd(stdout)
 	case "send":
 		return sendCmd(ctx, args[1:], getenv, stdout)
+	case "register":
+		return registerCmd(ctx, args[1:], getenv, stdout)
 	case "tail":
 		return tailCmd(ctx, args[1:], getenv, stdout)
 	case "-h", "-help", "--help", "help":

@@ -17,6 +17,7 @@ func tailCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	url := fs.String("nats", nats.DefaultURL, "NATS URL (NATS_URL wins when set)")
+	stream := fs.String("stream", streams.EventsStream, "stream to read")
 	subject := fs.String("subject", "seam.>", "subject filter")
 	all := fs.Bool("all", false, "print the whole stream first, not only new messages")
 	if err := fs.Parse(args); err != nil {
@@ -38,11 +39,11 @@ func tailCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if *all {
 		policy = jetstream.DeliverAllPolicy
 	}
-	cons, err := js.OrderedConsumer(ctx, streams.EventsStream, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, *stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{*subject}, DeliverPolicy: policy,
 	})
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", streams.EventsStream, err)
+		return fmt.Errorf("consume %s: %w", *stream, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		meta, _ := m.Metadata()
@@ -66,7 +67,7 @@ func tailCmd(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer cc.Stop()
-	fmt.Fprintf(stdout, "watching %s on %s (Ctrl-C to stop)\n", *subject, streams.EventsStream)
+	fmt.Fprintf(stdout, "watching %s on %s (Ctrl-C to stop)\n", *subject, *stream)
 	<-ctx.Done()
 	return nil
 }

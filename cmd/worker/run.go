@@ -83,7 +83,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	stopper.OnStop("admin http", adminSrv.Shutdown)
 	stopper.OnStop("nats", func(ctx context.Context) error { return broker.Drain(ctx, nc) })
 
-	bucket, cons, err := prepareNATS(ctx, c, js, log)
+	if !nc.IsConnected() {
+		log.Info().Msg("waiting for NATS")
+	}
+	err = broker.WaitConnected(ctx, nc)
+	var bucket jetstream.KeyValue
+	var cons jetstream.Consumer
+	if err == nil {
+		bucket, cons, err = prepareNATS(ctx, c, js, log)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return stopper.Stop(c.ShutdownTimeout) // asked to stop while starting
