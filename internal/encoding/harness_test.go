@@ -88,7 +88,7 @@ func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	t.Cleanup(expiry.Stop)
 	w.proc, err = encoding.NewProcessor(encoding.ProcessorOptions{
 		Service: w.svc, Consumer: cons, Publisher: js, Log: log,
-		MaxDeliver: e.owned.MaxDeliver, Concurrency: 4, HandleTimeout: time.Second,
+		MaxDeliver: e.owned.MaxDeliver, Concurrency: 4, HandleTimeout: time.Second, RetryDelay: 50 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	require.NoError(t, w.proc.Start())

@@ -29,6 +29,9 @@ type ProcessorOptions struct {
 	Concurrency int
 	// HandleTimeout bounds the handling of one event.
 	HandleTimeout time.Duration
+	// RetryDelay is the delay before the second delivery of a failed event;
+	// it doubles per delivery, up to a minute. 1s when zero.
+	RetryDelay time.Duration
 }
 
 // Validate reports the first option that cannot work.
@@ -59,6 +62,9 @@ type Processor struct {
 func NewProcessor(o ProcessorOptions) (*Processor, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = time.Second
 	}
 	return &Processor{o: o, slots: make(chan struct{}, o.Concurrency)}, nil
 }
@@ -145,23 +151,23 @@ func (p *Processor) decide(ctx context.Context, msg jetstream.Msg, res Result, e
 	if errors.Is(err, ErrBadEvent) || delivered >= uint64(p.o.MaxDeliver) {
 		if dlErr := p.deadLetter(ctx, msg, err, delivered); dlErr != nil {
 			log.Error().Err(dlErr).AnErr("reason", err).Msg("dead letter not stored; retrying the event")
-			_ = msg.NakWithDelay(backoff(delivered))
+			_ = msg.NakWithDelay(p.backoff(delivered))
 			return ResultDeadLettered
 		}
 		log.Error().Err(err).Uint64("deliveries", delivered).Msg("event dead-lettered")
 		_ = msg.TermWithReason(err.Error())
 		return ResultDeadLettered
 	}
-	delay := backoff(delivered)
+	delay := p.backoff(delivered)
 	log.Warn().Err(err).Uint64("deliveries", delivered).Dur("retry_in", delay).Msg("event failed; will retry")
 	_ = msg.NakWithDelay(delay)
 	return ResultRetried
 }
 
-// backoff is the delay before delivery n+1: 1s, 2s, 4s … capped at 1m.
-func backoff(delivered uint64) time.Duration {
-	d := time.Second << min(delivered-1, 6)
-	return min(d, time.Minute)
+// backoff is the delay before delivery n+1: RetryDelay, doubling, capped
+// at a minute.
+func (p *Processor) backoff(delivered uint64) time.Duration {
+	return min(p.o.RetryDelay<<min(delivered-1, 16), time.Minute)
 }
 
 // deadLetter stores a copy of msg, with why, on the dead-letter subject.

@@ -1,6 +1,7 @@
 package encoding_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -211,4 +212,23 @@ func TestBadEventIsDeadLettered(t *testing.T) {
 	require.Contains(t, dl.Header.Get(streams.HeaderDeadLetterReason), "occurred_at missing")
 	require.Equal(t, subj, dl.Header.Get("Cardwire-Original-Subject"))
 	require.Contains(t, string(dl.Data), `"event_id":"e1"`)
+}
+
+// A transient failure (here: the bucket is gone) is retried with a delay,
+// and after the consumer's MaxDeliver deliveries the event is dead-lettered
+// with the last error: never dropped silently, never retried for ever.
+func TestFailingEventIsRetriedThenDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	require.NoError(t, e.js.DeleteKeyValue(t.Context(), streams.EncodingsBucket))
+	e.seamEvent(t, "acs_credential.issued", ws, uuid.NewString(), time.Now(), "")
+
+	waitResult(t, "dead_lettered", 1, w)
+	require.EqualValues(t, e.owned.MaxDeliver-1, w.counter("cardwire_worker_events_total", "result", "retried"))
+	st, err := e.js.Stream(t.Context(), streams.EventsStream)
+	require.NoError(t, err)
+	dl, err := st.GetLastMsgForSubject(t.Context(), streams.DeadLetterSubject(streams.WorkerConsumer))
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprint(e.owned.MaxDeliver), dl.Header.Get(streams.HeaderDeadLetterDeliveries))
+	require.NotEmpty(t, dl.Header.Get(streams.HeaderDeadLetterReason))
 }
