@@ -23,7 +23,9 @@ while read -r pkg imports; do
         if [ $ok = 0 ]; then echo "import rule: ${pkg#"$mod/"} must not import $short"; fail=1; fi
         ;;
     esac
-    if [ "$short" = internal/natstest ]; then echo "import rule: ${pkg#"$mod/"} must not import internal/natstest outside tests"; fail=1; fi
+    case "$short" in internal/natstest|internal/promtest|internal/logtest)
+      echo "import rule: ${pkg#"$mod/"} must not import $short outside tests"; fail=1 ;;
+    esac
     case "$short" in cmd/*) echo "import rule: ${pkg#"$mod/"} must not import $short"; fail=1 ;; esac
   done
 done < <(go list -f '{{.ImportPath}} {{join .Imports " "}}' ./...)

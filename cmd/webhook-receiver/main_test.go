@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,79 +13,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
 
+	"github.com/cardwire/cardwire/internal/logtest"
 	"github.com/cardwire/cardwire/internal/natstest"
+	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/streams"
 )
-
-// logSink collects run's JSON log lines and lets a test wait for one.
-type logSink struct {
-	mu      sync.Mutex
-	lines   []map[string]any
-	changed chan struct{}
-}
-
-func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for line := range bytes.Lines(p) {
-		var m map[string]any
-		if json.Unmarshal(line, &m) == nil {
-			s.lines = append(s.lines, m)
-		}
-	}
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// wait returns the first line for which match is true, waiting for it.
-func (s *logSink) wait(t testing.TB, what string, match func(map[string]any) bool) map[string]any {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		s.mu.Lock()
-		for _, l := range s.lines {
-			if match(l) {
-				s.mu.Unlock()
-				return l
-			}
-		}
-		changed := s.changed
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-timeout:
-			t.Fatalf("no log line %s", what)
-		}
-	}
-}
-
-func (s *logSink) waitMsg(t testing.TB, msg, component string) map[string]any {
-	t.Helper()
-	return s.wait(t, msg+" from "+component, func(l map[string]any) bool {
-		return l["message"] == msg && (component == "" || l["component"] == component)
-	})
-}
-
-func (s *logSink) text() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, _ := json.Marshal(s.lines)
-	return string(b)
-}
 
 func newSecret(t testing.TB) string {
 	t.Helper()
@@ -98,7 +36,7 @@ func newSecret(t testing.TB) string {
 
 type instance struct {
 	public, admin string
-	logs          *logSink
+	logs          *logtest.Sink
 	cancel        context.CancelFunc
 	done          chan error
 }
@@ -115,14 +53,14 @@ func start(t *testing.T, env map[string]string) *instance {
 		base[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &instance{logs: newLogSink(), cancel: cancel, done: make(chan error, 1)}
+	in := &instance{logs: logtest.NewSink(), cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- run(ctx, nil, func(k string) string { return base[k] }, in.logs) }()
 	t.Cleanup(func() {
 		cancel()
 		<-in.done
 	})
-	in.admin = in.logs.waitMsg(t, "listening", "admin")["addr"].(string)
-	in.public = in.logs.waitMsg(t, "listening", "receiver")["addr"].(string)
+	in.admin = in.logs.Wait(t, "listening", "admin")["addr"].(string)
+	in.public = in.logs.Wait(t, "listening", "receiver")["addr"].(string)
 	return in
 }
 
@@ -230,79 +168,26 @@ func TestRunStoresSignedWebhookAndServesAdmin(t *testing.T) {
 	require.EqualValues(t, 3, stream.CachedInfo().State.Msgs, "two events and one quarantined body")
 	require.EqualValues(t, 30*time.Minute, stream.CachedInfo().Config.Duplicates)
 
-	mfs := scrape(t, "http://"+in.admin+"/metrics")
-	require.EqualValues(t, 2, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "accepted"))
-	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "invalid_signature", "reason", "missing_headers"))
-	require.EqualValues(t, 0, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "unavailable", "reason", "nats"))
-	require.EqualValues(t, 0, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "overloaded"))
-	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "duplicate"))
-	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "quarantined", "reason", "not_json"))
-	require.EqualValues(t, 1, value(t, mfs, "cardwire_receiver_requests_total", "outcome", "too_large"))
-	require.EqualValues(t, 2, value(t, mfs, "cardwire_receiver_events_total", "event_type", "acs_credential.issued"))
-	require.EqualValues(t, 4, value(t, mfs, "cardwire_receiver_publish_duration_seconds"))
-	require.EqualValues(t, 2, value(t, mfs, "cardwire_receiver_request_duration_seconds", "outcome", "accepted"))
-	require.EqualValues(t, 0, value(t, mfs, "cardwire_receiver_in_flight_publishes"))
-	require.EqualValues(t, 1, value(t, mfs, "cardwire_nats_connected"))
-	require.Contains(t, mfs, "go_goroutines")
-	require.Contains(t, mfs, "process_cpu_seconds_total")
-
-	require.NotContains(t, in.logs.text(), strings.TrimPrefix(oldSecret, "whsec_"))
-	require.NoError(t, in.stop(t))
-	in.logs.waitMsg(t, "stopped", "lifecycle")
-}
-
-func scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	mfs, err := scrapeErr(url)
+	mfs, err := promtest.Scrape("http://" + in.admin + "/metrics")
 	require.NoError(t, err)
-	return mfs
-}
+	require.EqualValues(t, 2, mfs.Value("cardwire_receiver_requests_total", "outcome", "accepted"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_receiver_requests_total", "outcome", "invalid_signature", "reason", "missing_headers"))
+	require.EqualValues(t, 0, mfs.Value("cardwire_receiver_requests_total", "outcome", "unavailable", "reason", "nats"))
+	require.EqualValues(t, 0, mfs.Value("cardwire_receiver_requests_total", "outcome", "overloaded"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_receiver_requests_total", "outcome", "duplicate"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_receiver_requests_total", "outcome", "quarantined", "reason", "not_json"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_receiver_requests_total", "outcome", "too_large"))
+	require.EqualValues(t, 2, mfs.Value("cardwire_receiver_events_total", "event_type", "acs_credential.issued"))
+	require.EqualValues(t, 4, mfs.Value("cardwire_receiver_publish_duration_seconds"))
+	require.EqualValues(t, 2, mfs.Value("cardwire_receiver_request_duration_seconds", "outcome", "accepted"))
+	require.EqualValues(t, 0, mfs.Value("cardwire_receiver_in_flight_publishes"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_nats_connected"))
+	require.Positive(t, mfs.Value("go_goroutines"))
+	require.Positive(t, mfs.Value("process_cpu_seconds_total")+1)
 
-// scrapeErr fetches and parses a Prometheus text page.
-func scrapeErr(url string) (map[string]*dto.MetricFamily, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	return parser.TextToMetricFamilies(resp.Body)
-}
-
-// value is the counter, gauge or histogram sample count of the series with
-// exactly the given label values (other labels must be empty).
-func value(t testing.TB, mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	t.Helper()
-	mf, ok := mfs[name]
-	require.True(t, ok, "metric %s missing", name)
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	for _, m := range mf.GetMetric() {
-		match := true
-		for _, lp := range m.GetLabel() {
-			if want[lp.GetName()] != lp.GetValue() {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	t.Fatalf("metric %s has no series %v", name, labels)
-	return 0
+	require.NotContains(t, in.logs.String(), strings.TrimPrefix(oldSecret, "whsec_"))
+	require.NoError(t, in.stop(t))
+	in.logs.Wait(t, "stopped", "lifecycle")
 }
 
 func TestRunAnswersInFlightRequestOnShutdown(t *testing.T) {
@@ -328,17 +213,13 @@ func TestRunAnswersInFlightRequestOnShutdown(t *testing.T) {
 	// The handler is reading the body once the request counts as in flight
 	// (external state, so polled).
 	require.Eventually(t, func() bool {
-		mfs, err := scrapeErr("http://" + in.admin + "/metrics")
-		if err != nil {
-			return false
-		}
-		mf := mfs["cardwire_receiver_requests_in_flight"]
-		return mf != nil && len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetGauge().GetValue() == 1
+		mfs, err := promtest.Scrape("http://" + in.admin + "/metrics")
+		return err == nil && mfs.Value("cardwire_receiver_requests_in_flight") == 1
 	}, 10*time.Second, 10*time.Millisecond)
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- in.stop(t) }()
-	in.logs.waitMsg(t, "shutting down", "")
+	in.logs.Wait(t, "shutting down", "")
 
 	_, err = conn.Write([]byte(issued[len(issued)/2:]))
 	require.NoError(t, err)
@@ -358,14 +239,14 @@ func TestRunWaitsForNATSAndIsNotReadyMeanwhile(t *testing.T) {
 	srv := natstest.RunJetStream(t)
 	url := srv.ClientURL()
 	srv.Stop()
-	in := &instance{logs: newLogSink(), done: make(chan error, 1)}
+	in := &instance{logs: logtest.NewSink(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	env := map[string]string{"NATS_URL": url, "SEAM_WEBHOOK_SECRET": newSecret(t), "ADMIN_ADDR": "127.0.0.1:0", "RECEIVER_ADDR": "127.0.0.1:0"}
 	go func() { in.done <- run(ctx, nil, func(k string) string { return env[k] }, in.logs) }()
 	t.Cleanup(func() { cancel(); <-in.done })
 
-	admin := in.logs.waitMsg(t, "listening", "admin")["addr"].(string)
+	admin := in.logs.Wait(t, "listening", "admin")["addr"].(string)
 	resp, err := http.Get("http://" + admin + "/readyz")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -376,7 +257,7 @@ func TestRunWaitsForNATSAndIsNotReadyMeanwhile(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	srv.Restart(t)
-	in.logs.waitMsg(t, "listening", "receiver")
+	in.logs.Wait(t, "listening", "receiver")
 	resp, err = http.Get("http://" + admin + "/readyz")
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/admin"
@@ -29,16 +26,8 @@ const headerRoom = 4 << 10
 // fails, then shuts down: public HTTP first (in-flight webhooks get their
 // answer), then the NATS connection is drained, then the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("webhook-receiver", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprintln(stdout, "usage: webhook-receiver\n\nConfigured through environment variables; see the README.")
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := lifecycle.ParseArgs("webhook-receiver", args, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
 	env := &config.Env{Getenv: getenv}
@@ -56,8 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("%s: %w", c.SecretsFrom, err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := admin.NewRegistry()
 
 	stopper := lifecycle.NewStopper(log.With().Str("component", "lifecycle").Logger())
 	nc, err := broker.Connect(c.NATS, log, reg)
@@ -162,22 +150,12 @@ func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStre
 		ev.Str("stream", streams.EventsStream).Msg("stream managed elsewhere (SEAM_EVENTS_MANAGE=false)")
 		return nil
 	}
-	retry := time.NewTicker(2 * time.Second)
-	defer retry.Stop()
-	for {
-		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := streams.EnsureEventsStream(ectx, js, c.Stream)
-		cancel()
-		if err == nil {
-			log.Info().Str("stream", streams.EventsStream).Int("replicas", c.Stream.Replicas).
-				Dur("max_age", c.Stream.MaxAge).Dur("duplicates", c.Stream.Duplicates).Msg("stream ready")
-			return nil
+	return lifecycle.Retry(ctx, 2*time.Second, func(ctx context.Context) error {
+		if err := streams.EnsureEventsStream(ctx, js, c.Stream); err != nil {
+			return err
 		}
-		log.Warn().Err(err).Msg("stream not ready; retrying")
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("ensure stream %s: %w", streams.EventsStream, errors.Join(err, ctx.Err()))
-		case <-retry.C:
-		}
-	}
+		log.Info().Str("stream", streams.EventsStream).Int("replicas", c.Stream.Replicas).
+			Str("max_age", c.Stream.MaxAge.String()).Str("duplicates", c.Stream.Duplicates.String()).Msg("stream ready")
+		return nil
+	}, func(err error) { log.Warn().Err(err).Msg("stream not ready; retrying") })
 }

@@ -7,62 +7,18 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardwire/cardwire/internal/logtest"
 	"github.com/cardwire/cardwire/internal/natstest"
+	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/streams"
 )
-
-// logSink collects run's JSON log lines and lets a test wait for one.
-type logSink struct {
-	mu      sync.Mutex
-	lines   []map[string]any
-	changed chan struct{}
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for line := range bytes.Lines(p) {
-		var m map[string]any
-		if json.Unmarshal(line, &m) == nil {
-			s.lines = append(s.lines, m)
-		}
-	}
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (s *logSink) waitMsg(t testing.TB, msg, component string) map[string]any {
-	t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		s.mu.Lock()
-		for _, l := range s.lines {
-			if l["message"] == msg && (component == "" || l["component"] == component) {
-				s.mu.Unlock()
-				return l
-			}
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-timeout:
-			t.Fatalf("no log line %q from %q", msg, component)
-		}
-	}
-}
 
 func TestRunRefusesUnsafeConfig(t *testing.T) {
 	testCases := []struct {
@@ -88,7 +44,7 @@ func TestRunSettlesAndServesMetrics(t *testing.T) {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
 
-	logs := &logSink{changed: make(chan struct{})}
+	logs := logtest.NewSink()
 	env := map[string]string{
 		"NATS_URL": srv.ClientURL(), "WORKER_API_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0",
 		"WORKER_API_TOKEN": "tok", "SEAM_WORKSPACE_ID": "ws-1",
@@ -97,8 +53,8 @@ func TestRunSettlesAndServesMetrics(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logs) }()
 	t.Cleanup(func() { cancel(); <-done })
-	admin := logs.waitMsg(t, "listening", "admin")["addr"].(string)
-	api := logs.waitMsg(t, "listening", "api")["addr"].(string)
+	admin := logs.Wait(t, "listening", "admin")["addr"].(string)
+	api := logs.Wait(t, "listening", "api")["addr"].(string)
 
 	// Register (the workspace comes from SEAM_WORKSPACE_ID), then the event.
 	cred := uuid.NewString()
@@ -117,7 +73,7 @@ func TestRunSettlesAndServesMetrics(t *testing.T) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	require.Equal(t, "ws-1", rec.WorkspaceID)
 
-	require.Eventually(t, func() bool { return gauge(scrapeOrNil(admin), "cardwire_worker_encodings_pending") == 1 },
+	require.Eventually(t, func() bool { return scrape(admin).Value("cardwire_worker_encodings_pending") == 1 },
 		10*time.Second, 10*time.Millisecond, "pending gauge from the KV watch")
 
 	ev := fmt.Sprintf(`{"event_id":%q,"event_type":"acs_credential.issued","workspace_id":"ws-1","occurred_at":%q,"acs_credential_id":%q}`,
@@ -133,18 +89,18 @@ func TestRunSettlesAndServesMetrics(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, "issued", rec.Status)
 
-	require.Eventually(t, func() bool { return gauge(scrapeOrNil(admin), "cardwire_worker_encodings_pending") == 0 },
+	require.Eventually(t, func() bool { return scrape(admin).Value("cardwire_worker_encodings_pending") == 0 },
 		10*time.Second, 10*time.Millisecond)
-	mfs := scrapeOrNil(admin)
-	require.NotNil(t, mfs)
-	require.EqualValues(t, 1, series(mfs, "cardwire_worker_events_total", "event_type", "acs_credential.issued", "result", "matched"))
-	require.EqualValues(t, 1, series(mfs, "cardwire_worker_encodings_resolved_total", "status", "issued", "resolved_by", "webhook"))
-	require.EqualValues(t, 1, series(mfs, "cardwire_worker_resolve_duration_seconds"))
-	require.EqualValues(t, 1, series(mfs, "cardwire_worker_event_lag_seconds"))
-	require.EqualValues(t, 1, series(mfs, "cardwire_worker_handle_duration_seconds", "result", "matched"))
-	require.EqualValues(t, 1, series(mfs, "cardwire_worker_api_requests_total", "route", "register", "code", "201"))
-	require.EqualValues(t, 0, series(mfs, "cardwire_worker_consumer_pending"))
-	require.EqualValues(t, 1, series(mfs, "cardwire_nats_connected"))
+	mfs, err := promtest.Scrape("http://" + admin + "/metrics")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, mfs.Value("cardwire_worker_events_total", "event_type", "acs_credential.issued", "result", "matched"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_worker_encodings_resolved_total", "status", "issued", "resolved_by", "webhook"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_worker_resolve_duration_seconds"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_worker_event_lag_seconds"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_worker_handle_duration_seconds", "result", "matched"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_worker_api_requests_total", "route", "register", "code", "201"))
+	require.EqualValues(t, 0, mfs.Value("cardwire_worker_consumer_pending"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_nats_connected"))
 
 	resp, err = http.Get("http://" + admin + "/readyz")
 	require.NoError(t, err)
@@ -154,52 +110,11 @@ func TestRunSettlesAndServesMetrics(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	done <- nil
-	logs.waitMsg(t, "stopped", "lifecycle")
+	logs.Wait(t, "stopped", "lifecycle")
 }
 
-func scrapeOrNil(addr string) map[string]*dto.MetricFamily {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil
-	}
+// scrape is the admin page's metrics, or none while it cannot be read.
+func scrape(addr string) promtest.Families {
+	mfs, _ := promtest.Scrape("http://" + addr + "/metrics")
 	return mfs
-}
-
-func gauge(mfs map[string]*dto.MetricFamily, name string) float64 { return series(mfs, name) }
-
-// series is the value (or histogram count) of the series with the given
-// labels, summed, or -1 when the metric is absent.
-func series(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	mf, ok := mfs[name]
-	if !ok {
-		return -1
-	}
-	total := 0.0
-next:
-	for _, m := range mf.GetMetric() {
-		got := map[string]string{}
-		for _, lp := range m.GetLabel() {
-			got[lp.GetName()] = lp.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if got[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			total += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			total += m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			total += float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return total
 }

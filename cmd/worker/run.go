@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/admin"
@@ -25,16 +22,8 @@ import (
 // fails, then shuts down in reverse order: the API, the consumer (events in
 // hand finish and are acked), the pending watch, NATS, the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	fs.Usage = func() {
-		fmt.Fprintln(stdout, "usage: worker\n\nConfigured through environment variables; see the README.")
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := lifecycle.ParseArgs("worker", args, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
 	env := &config.Env{Getenv: getenv}
@@ -44,8 +33,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := admin.NewRegistry()
 	stopper := lifecycle.NewStopper(log.With().Str("component", "lifecycle").Logger())
 	fail := func(err error) error { return errors.Join(err, stopper.Stop(c.ShutdownTimeout)) }
 
@@ -170,22 +158,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // the worker owns, retrying until SEAM_EVENTS exists (the receiver creates
 // it) or ctx ends.
 func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (jetstream.KeyValue, jetstream.Consumer, error) {
-	retry := time.NewTicker(2 * time.Second)
-	defer retry.Stop()
-	for {
-		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		bucket, cons, err := streams.EnsureWorker(ectx, js, c.Owned)
-		cancel()
-		if err == nil {
-			log.Info().Str("bucket", streams.EncodingsBucket).Str("stream", streams.OutcomesStream).
-				Str("consumer", streams.WorkerConsumer).Int("replicas", c.Owned.Replicas).Msg("streams ready")
-			return bucket, cons, nil
-		}
+	var bucket jetstream.KeyValue
+	var cons jetstream.Consumer
+	err := lifecycle.Retry(ctx, 2*time.Second, func(ctx context.Context) (err error) {
+		bucket, cons, err = streams.EnsureWorker(ctx, js, c.Owned)
+		return err
+	}, func(err error) {
 		log.Warn().Err(err).Msg("streams not ready (is the receiver up? it creates SEAM_EVENTS); retrying")
-		select {
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("prepare streams: %w", errors.Join(err, ctx.Err()))
-		case <-retry.C:
-		}
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("prepare streams: %w", err)
 	}
+	log.Info().Str("bucket", streams.EncodingsBucket).Str("stream", streams.OutcomesStream).
+		Str("consumer", streams.WorkerConsumer).Int("replicas", c.Owned.Replicas).Msg("streams ready")
+	return bucket, cons, nil
 }

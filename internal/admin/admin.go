@@ -12,11 +12,20 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/httpapi"
 )
+
+// NewRegistry returns the registry a binary serves on /metrics, with the Go
+// runtime and process collectors already on it.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // Check is one named readiness check; Func returns nil when ready.
 type Check struct {

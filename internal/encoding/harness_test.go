@@ -21,6 +21,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/natstest"
+	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -325,32 +326,14 @@ func (w *worker) waitFinal(t testing.TB, id string) encoding.Record {
 	return r.record(t)
 }
 
-// counter reads a counter of the worker's registry (0 if absent).
+// counter is the value of a worker metric summed over the series with the
+// given labels (0 if absent).
 func (w *worker) counter(name string, labels ...string) float64 {
-	mfs, err := w.reg.Gather()
+	mfs, err := promtest.Gather(w.reg)
 	if err != nil {
 		return -1
 	}
-	total := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if got[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return total
+	return max(mfs.Value(name, labels...), 0)
 }
 
 // waitResult waits until the workers together counted n events with result.

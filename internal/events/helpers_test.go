@@ -25,6 +25,7 @@ import (
 	"github.com/cardwire/cardwire/internal/broker"
 	"github.com/cardwire/cardwire/internal/events"
 	"github.com/cardwire/cardwire/internal/natstest"
+	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -191,32 +192,11 @@ func (h *harness) last(t testing.TB, subject string) *jetstream.RawStreamMsg {
 	return m
 }
 
-// metric returns the value of the counter or gauge name with exactly labels
-// (pairs of name, value), or -1 if that series does not exist.
+// metric is the value of name summed over the series with the given labels
+// (pairs of name, value), or -1 if the metric does not exist.
 func metric(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
+	mfs, err := promtest.Gather(g)
 	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if got[labels[i]] != labels[i+1] {
-					continue series
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return -1
+	return mfs.Value(name, labels...)
 }

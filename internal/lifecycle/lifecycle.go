@@ -7,7 +7,9 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	stdlog "log"
 	"net"
 	"net/http"
@@ -103,4 +105,44 @@ func Serve(addr string, h http.Handler, o ServerOptions, log zerolog.Logger) (*h
 	}()
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 	return srv, errc, nil
+}
+
+// Retry calls attempt every interval until it succeeds or ctx ends; each
+// attempt gets at most interval*2 (bounded by ctx). onFail sees every failed
+// attempt, for the log line that tells an operator why start-up waits. It
+// returns nil, or ctx's error joined with the last failure.
+func Retry(ctx context.Context, interval time.Duration, attempt func(ctx context.Context) error, onFail func(error)) error {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*interval)
+		err := attempt(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		onFail(err)
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ParseArgs accepts no arguments but -h: every setting is an environment
+// variable.
+func ParseArgs(name string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: %s\n\nConfigured through environment variables; see the README.\n", name)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return nil
 }
