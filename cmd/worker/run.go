@@ -94,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	so := encoding.DefaultServiceOptions()
 	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, reg, svcLog
 	so.SkewMargin, so.EarlyTTL, so.ConfirmTimeout, so.DefaultWorkspaceID = c.SkewMargin, c.EarlyTTL, c.ConfirmTimeout, c.WorkspaceID
+	so.OutcomeWindow = c.Owned.OutcomesDuplicates
 	svc, err := encoding.NewService(so)
 	if err != nil {
 		return fail(err)
@@ -135,6 +136,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Long polls (?wait=) and event streams outlive any fixed write timeout;
 	// each handler bounds its own duration instead.
 	apiServer.WriteTimeout = 0
+	// Shutdown ends them at once rather than waiting out its whole budget.
+	apiServer.CancelOnShutdown = true
 	apiSrv, apiErr, err := lifecycle.Serve(c.APIAddr, apiHandler, apiServer, apiLog)
 	if err != nil {
 		return fail(fmt.Errorf("WORKER_API_ADDR: %w", err))

@@ -19,7 +19,6 @@ import (
 type PendingTracker struct {
 	mu      sync.Mutex
 	pending map[string]bool
-	ready   chan struct{}
 }
 
 // TrackPending starts the watch and registers
@@ -29,7 +28,7 @@ func TrackPending(ctx context.Context, bucket kv, reg prometheus.Registerer, log
 	if err != nil {
 		return nil, fmt.Errorf("watch encodings: %w", err)
 	}
-	t := &PendingTracker{pending: map[string]bool{}, ready: make(chan struct{})}
+	t := &PendingTracker{pending: map[string]bool{}}
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cardwire_worker_encodings_pending",
 		Help: "Encodings pending right now, from the ENCODINGS bucket.",
@@ -39,14 +38,9 @@ func TrackPending(ctx context.Context, bucket kv, reg prometheus.Registerer, log
 	}
 	go func() {
 		defer func() { _ = w.Stop() }()
-		initial := true
 		for e := range w.Updates() {
 			if e == nil {
-				if initial {
-					initial = false
-					close(t.ready)
-				}
-				continue
+				continue // the end of the initial values
 			}
 			id := strings.TrimPrefix(e.Key(), "enc.")
 			t.mu.Lock()
@@ -77,9 +71,6 @@ func (t *PendingTracker) Count() int {
 	}
 	return n
 }
-
-// Ready is closed once the initial values have been read.
-func (t *PendingTracker) Ready() <-chan struct{} { return t.ready }
 
 // consumerCollector reports the consumer's backlog from consumer info at
 // scrape time.

@@ -36,7 +36,7 @@ type env struct {
 	outcomes *outcomeLog
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, configure ...func(*streams.WorkerOptions)) *env {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
 	_, js := natstest.Connect(t, srv.ClientURL())
@@ -44,6 +44,9 @@ func newEnv(t testing.TB) *env {
 	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
 	owned := streams.DefaultWorkerOptions()
 	owned.AckWait, owned.MaxDeliver = 2*time.Second, 4
+	for _, c := range configure {
+		c(&owned)
+	}
 	_, _, err := streams.EnsureWorker(ctx, js, owned)
 	require.NoError(t, err)
 	e := &env{nats: srv, js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
@@ -63,8 +66,9 @@ type worker struct {
 }
 
 type workerConfig struct {
-	token    string
-	earlyTTL time.Duration
+	token         string
+	earlyTTL      time.Duration
+	outcomeWindow time.Duration
 }
 
 func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
@@ -81,6 +85,9 @@ func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, w.reg, log
 	if cfg.earlyTTL > 0 {
 		so.EarlyTTL = cfg.earlyTTL
+	}
+	if cfg.outcomeWindow > 0 {
+		so.OutcomeWindow = cfg.outcomeWindow
 	}
 	w.svc, err = encoding.NewService(so)
 	require.NoError(t, err)

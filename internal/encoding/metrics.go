@@ -29,7 +29,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"status", "resolved_by"}),
 		transitions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cardwire_worker_outcomes_published_total",
-			Help: "Outcome messages published on ENCODING_EVENTS, by status (duplicates within the window included).",
+			Help: "State changes published on ENCODING_EVENTS, by status (repairing republishes not counted).",
 		}, []string{"status"}),
 		resolveDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cardwire_worker_resolve_duration_seconds",

@@ -22,8 +22,9 @@ type ProcessorOptions struct {
 	// Publisher stores dead letters in SEAM_EVENTS.
 	Publisher publisher
 	Log       zerolog.Logger
-	// MaxDeliver must equal the consumer's: on the last delivery a failing
-	// event is dead-lettered instead of retried.
+	// MaxDeliver bounds deliveries: on the last one a failing event is
+	// dead-lettered instead of retried. The consumer redelivers without
+	// limit, so a dead letter that cannot be stored is retried, not lost.
 	MaxDeliver int
 	// Concurrency is how many events one worker handles at once.
 	Concurrency int
@@ -128,7 +129,11 @@ func (p *Processor) handle(msg jetstream.Msg) {
 		eventType = ev.EventType
 		res, err = p.o.Service.Apply(ctx, ev)
 	}
-	res = p.decide(ctx, msg, res, err)
+	// Ack and dead letter get their own time: the handling context may be
+	// what ran out.
+	dctx, dcancel := context.WithTimeout(context.Background(), p.o.HandleTimeout)
+	defer dcancel()
+	res = p.decide(dctx, msg, res, err)
 	m.events.WithLabelValues(eventTypeLabel(eventType), string(res)).Inc()
 	m.handleDuration.WithLabelValues(string(res)).Observe(time.Since(start).Seconds())
 }

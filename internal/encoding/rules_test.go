@@ -1,6 +1,7 @@
 package encoding_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -231,4 +232,53 @@ func TestFailingEventIsRetriedThenDeadLettered(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, fmt.Sprint(e.owned.MaxDeliver), dl.Header.Get(streams.HeaderDeadLetterDeliveries))
 	require.NotEmpty(t, dl.Header.Get(streams.HeaderDeadLetterReason))
+}
+
+// A re-encode: the credential's previous encoding is final, and the
+// reissued event of the next one arrives before it is registered. It must
+// not be lost as a conflict on the old encoding.
+func TestReencodeEarlyEvent(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	first := w.register(t, cred, "", uuid.NewString())
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	require.Equal(t, encoding.StatusIssued, w.waitFinal(t, first.EncodingID).Status)
+
+	evID := e.seamEvent(t, "acs_credential.reissued", ws, cred, time.Now().Add(time.Second), "")
+	waitResult(t, "conflict", 1, w) // final on the old encoding, kept for the next
+	second := w.register(t, cred, "", uuid.NewString())
+	require.Equal(t, encoding.StatusIssued, second.Status)
+	require.Equal(t, "reissued", second.IssueKind)
+	require.Equal(t, evID, second.EventID)
+}
+
+// A duplicate of an event, arriving after the outcome stream's dedupe
+// window, does not publish the outcome a second time.
+func TestLateDuplicateDoesNotRepublish(t *testing.T) {
+	const window = 200 * time.Millisecond
+	e := newEnv(t, func(o *streams.WorkerOptions) { o.OutcomesDuplicates = window })
+	w := e.startWorker(t, workerConfig{outcomeWindow: window})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	evID := uuid.NewString()
+	at := time.Now()
+	e.seamEvent(t, "acs_credential.issued", ws, cred, at, evID)
+	e.outcomes.wait(t, rec.EncodingID, encoding.StatusIssued)
+	// Wait until the stream's dedupe window has passed for everything
+	// published so far (server state, so polled with a probe id published
+	// after the outcome): a republished outcome would now be stored.
+	probe := "probe-" + uuid.NewString()
+	_, err := e.js.Publish(t.Context(), "encodings.probe.x", nil, jetstream.WithMsgID(probe))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		ack, err := e.js.Publish(context.Background(), "encodings.probe.x", nil, jetstream.WithMsgID(probe))
+		return err == nil && !ack.Duplicate
+	}, 10*time.Second, 20*time.Millisecond)
+	e.seamEvent(t, "acs_credential.issued", ws, cred, at, evID)
+	waitResult(t, "duplicate", 1, w)
+	// Published after the duplicate was handled, so it lands after any copy.
+	other := w.register(t, uuid.NewString(), "", uuid.NewString())
+	e.outcomes.wait(t, other.EncodingID, encoding.StatusPending)
+	require.Equal(t, 1, e.outcomes.count(rec.EncodingID, encoding.StatusIssued))
 }

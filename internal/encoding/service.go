@@ -32,13 +32,18 @@ type ServiceOptions struct {
 	ConfirmTimeout time.Duration
 	// DefaultWorkspaceID is used when a request names no workspace.
 	DefaultWorkspaceID string
+	// OutcomeWindow is ENCODING_EVENTS' duplicate window. A redelivered
+	// event republishes its outcome (repairing a publish lost in a crash)
+	// only inside it, where the stream drops the copy.
+	OutcomeWindow time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
 
 // DefaultServiceOptions returns the documented defaults.
 func DefaultServiceOptions() ServiceOptions {
-	return ServiceOptions{SkewMargin: 30 * time.Second, EarlyTTL: 10 * time.Minute, ConfirmTimeout: time.Minute, Log: zerolog.Nop()}
+	return ServiceOptions{SkewMargin: 30 * time.Second, EarlyTTL: 10 * time.Minute, ConfirmTimeout: time.Minute,
+		OutcomeWindow: 30 * time.Minute, Log: zerolog.Nop()}
 }
 
 // Validate reports the first option that cannot work.
@@ -56,6 +61,8 @@ func (o ServiceOptions) Validate() error {
 		return errors.New("ServiceOptions.EarlyTTL must be at least 1s")
 	case o.ConfirmTimeout <= 0:
 		return errors.New("ServiceOptions.ConfirmTimeout must be positive")
+	case o.OutcomeWindow <= 0:
+		return errors.New("ServiceOptions.OutcomeWindow must be positive")
 	case o.DefaultWorkspaceID != "" && !streams.ValidToken(o.DefaultWorkspaceID):
 		return errors.New("ServiceOptions.DefaultWorkspaceID is not a valid id")
 	}
@@ -111,6 +118,11 @@ type RegisterRequest struct {
 	AcsCredentialID string `json:"acs_credential_id"`
 	AccessMethodID  string `json:"access_method_id"`
 	ActionAttemptID string `json:"action_attempt_id"`
+	// RequestedAt is when the caller started the encode with Seam; it
+	// defaults to now. Events that occurred before it (less the skew margin)
+	// do not confirm the encoding, so a caller that registers after starting
+	// should pass it.
+	RequestedAt *time.Time `json:"requested_at,omitempty"`
 }
 
 func (s *Service) validate(req *RegisterRequest) error {
@@ -125,6 +137,15 @@ func (s *Service) validate(req *RegisterRequest) error {
 		}
 		if !streams.ValidToken(f.value) {
 			return &ValidationError{Field: f.name, Message: "must be a Seam id (letters, digits, '-' or '_')"}
+		}
+	}
+	if req.RequestedAt != nil {
+		now := s.o.Now()
+		switch {
+		case req.RequestedAt.After(now.Add(s.o.SkewMargin)):
+			return &ValidationError{Field: "requested_at", Message: "is in the future"}
+		case req.RequestedAt.Before(now.Add(-s.o.EarlyTTL)):
+			return &ValidationError{Field: "requested_at", Message: fmt.Sprintf("is more than %s ago", s.o.EarlyTTL)}
 		}
 	}
 	switch {
@@ -149,6 +170,10 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 		return Record{}, false, err
 	}
 	now := s.o.Now().UTC()
+	requested := now
+	if req.RequestedAt != nil {
+		requested = req.RequestedAt.UTC()
+	}
 	rec = Record{
 		EncodingID:      uuid.NewString(),
 		WorkspaceID:     req.WorkspaceID,
@@ -157,8 +182,8 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 		AccessMethodID:  req.AccessMethodID,
 		ActionAttemptID: req.ActionAttemptID,
 		Status:          StatusPending,
-		RequestedAt:     now,
-		Deadline:        now.Add(s.o.ConfirmTimeout),
+		RequestedAt:     requested,
+		Deadline:        requested.Add(s.o.ConfirmTimeout),
 	}
 	if idempotencyKey != "" {
 		first, err := s.store.RememberIdempotent(ctx, rec.WorkspaceID, idempotencyKey, rec.EncodingID)
@@ -170,11 +195,12 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 			if errors.Is(err, ErrNotFound) {
 				return Record{}, false, ErrInProgress
 			}
-			if err == nil {
-				// Publishing again is a no-op within the window and repairs
-				// a first request that stored but failed to publish.
-				err = publishOutcome(ctx, s.o.Publisher, prev)
+			if err != nil {
+				return Record{}, false, err
 			}
+			// Finish what the first request may not have: its outcome (a
+			// no-op inside the window) and, while pending, the early area.
+			prev, err = s.afterRegister(ctx, prev)
 			return prev, true, err
 		}
 	}
@@ -187,29 +213,41 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 	kind, id := rec.target()
 	s.log.Info().Str("encoding_id", rec.EncodingID).Str("target", kind+":"+id).Str("action_attempt_id", rec.ActionAttemptID).
 		Str("to", string(StatusPending)).Msg("encoding registered")
-	if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
-		return rec, false, err
-	}
 	s.metrics.transitions.WithLabelValues(string(StatusPending)).Inc()
+	rec, err = s.afterRegister(ctx, rec)
+	return rec, false, err
+}
 
-	// Events that came first (rule: order does not matter).
-	early, err := s.store.Early(ctx, rec.WorkspaceID, kind, id)
-	if err != nil {
-		return rec, false, err
-	}
-	for _, ev := range early {
-		// Counted once already, as "early", when it was consumed.
-		if _, err := s.settle(ctx, rec.EncodingID, ev); err != nil {
-			return rec, false, err
+// afterRegister publishes the pending outcome and applies the events that
+// came first (order does not matter). Both run even if one fails, so a
+// failed publish never strands an early event; a retry with the same
+// Idempotency-Key runs them again.
+func (s *Service) afterRegister(ctx context.Context, rec Record) (Record, error) {
+	var errs []error
+	if !rec.Status.Terminal() {
+		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
+			errs = append(errs, err)
 		}
-		_ = s.store.ForgetEarly(ctx, ev, kind, id)
-	}
-	if len(early) > 0 {
-		if rec, _, err = s.store.Get(ctx, rec.EncodingID); err != nil {
-			return Record{}, false, err
+		kind, id := rec.target()
+		early, err := s.store.Early(ctx, rec.WorkspaceID, kind, id)
+		errs = append(errs, err)
+		for _, ev := range early {
+			// Counted once already, as "early", when it was consumed.
+			if _, err := s.settle(ctx, rec.EncodingID, ev); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			_ = s.store.ForgetEarly(ctx, ev, kind, id)
 		}
+		if len(early) > 0 {
+			if latest, _, err := s.store.Get(ctx, rec.EncodingID); err == nil {
+				rec = latest
+			}
+		}
+	} else if err := s.republish(ctx, rec); err != nil {
+		errs = append(errs, err)
 	}
-	return rec, false, nil
+	return rec, errors.Join(errs...)
 }
 
 // Apply acts on one Seam event and reports what it did. An error means the
@@ -255,7 +293,22 @@ func (s *Service) Apply(ctx context.Context, ev Event) (Result, error) {
 	if err != nil {
 		return "", err
 	}
-	return s.settle(ctx, encID, ev)
+	res, err := s.settle(ctx, encID, ev)
+	if err != nil || res != ResultConflict {
+		return res, err
+	}
+	// The latest encoding is final and this event is not its own: it may be
+	// for the next encoding of this credential (a re-encode), about to be
+	// registered. Keep it, and look again as above.
+	if err := s.store.KeepEarly(ctx, ev, kind, id); err != nil {
+		return "", err
+	}
+	next, err := s.store.Lookup(ctx, ev.WorkspaceID, kind, id)
+	if err != nil || next == encID {
+		return res, err
+	}
+	defer func() { _ = s.store.ForgetEarly(context.WithoutCancel(ctx), ev, kind, id) }()
+	return s.settle(ctx, next, ev)
 }
 
 // settle applies ev to one encoding with a compare-and-set, then publishes
@@ -264,7 +317,7 @@ func (s *Service) Apply(ctx context.Context, ev Event) (Result, error) {
 // publish was lost.
 func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, error) {
 	var res Result
-	rec, changed, err := s.store.Update(ctx, encID, func(r Record) (Record, bool) {
+	rec, _, err := s.store.Update(ctx, encID, func(r Record) (Record, bool) {
 		next, r2, ch := apply(r, ev, s.o.SkewMargin, s.o.Now())
 		res = r2
 		return next, ch
@@ -276,12 +329,13 @@ func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, e
 		return "", err
 	}
 	switch res {
-	case ResultMatched, ResultDuplicate:
-		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
+	case ResultDuplicate:
+		if err := s.republish(ctx, rec); err != nil {
 			return "", err
 		}
-		if !changed {
-			return res, nil
+	case ResultMatched:
+		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
+			return "", err
 		}
 		s.resolved(ctx, rec, ev.EventID)
 		s.metrics.eventLag.Observe(s.o.Now().Sub(ev.OccurredAt).Seconds())
@@ -293,6 +347,17 @@ func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, e
 			Time("requested_at", rec.RequestedAt).Msg("event older than the encoding request; ignored")
 	}
 	return res, nil
+}
+
+// republish publishes rec's outcome again if it settled inside the outcome
+// stream's duplicate window, where a copy is dropped: it repairs a publish
+// lost between the KV update and a crash, and never duplicates an outcome.
+func (s *Service) republish(ctx context.Context, rec Record) error {
+	// Half the window leaves room for clocks that differ between workers.
+	if rec.ResolvedAt == nil || s.o.Now().Sub(*rec.ResolvedAt) > s.o.OutcomeWindow/2 {
+		return nil
+	}
+	return publishOutcome(ctx, s.o.Publisher, rec)
 }
 
 // resolved records a final status: metrics, the log line, index cleanup.
@@ -332,6 +397,12 @@ func (s *Service) Cancel(ctx context.Context, id string) (Record, error) {
 		return Record{}, err
 	}
 	if !changed {
+		// A cancel whose outcome publish failed is repaired by the retry.
+		if rec.ResolvedBy == ResolvedByCancel {
+			if err := s.republish(ctx, rec); err != nil {
+				return rec, err
+			}
+		}
 		return rec, &TerminalError{EncodingID: id, Status: terminal}
 	}
 	if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {

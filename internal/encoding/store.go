@@ -19,6 +19,7 @@ type kv interface {
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
+	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 	ListKeysFiltered(ctx context.Context, filters ...string) (jetstream.KeyLister, error)
 	Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
 	WatchFiltered(ctx context.Context, keys []string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
@@ -141,10 +142,20 @@ func (s *Store) Register(ctx context.Context, rec Record) error {
 	if _, err := s.kv.Create(ctx, recordKey(rec.EncodingID), b); err != nil {
 		return fmt.Errorf("create encoding %s: %w", rec.EncodingID, err)
 	}
+	// The encoder index comes before the claim, so an encoder removal
+	// handled once the encoding is visible always finds it.
+	undo := func() {
+		bg := context.WithoutCancel(ctx)
+		_ = s.kv.Delete(bg, encoderKey(rec.WorkspaceID, rec.AcsEncoderID, rec.EncodingID))
+		_ = s.kv.Delete(bg, recordKey(rec.EncodingID))
+	}
+	if err := s.put(ctx, encoderKey(rec.WorkspaceID, rec.AcsEncoderID, rec.EncodingID), rec.EncodingID); err != nil {
+		undo()
+		return err
+	}
 	kind, id := rec.target()
 	if err := s.claim(ctx, targetKey(rec.WorkspaceID, kind, id), rec.EncodingID); err != nil {
-		// Nothing points at the record; drop it (the TTL would, later).
-		_ = s.kv.Delete(context.WithoutCancel(ctx), recordKey(rec.EncodingID))
+		undo() // nothing points at the record
 		return err
 	}
 	if rec.ActionAttemptID != "" {
@@ -152,7 +163,7 @@ func (s *Store) Register(ctx context.Context, rec Record) error {
 			return err
 		}
 	}
-	return s.put(ctx, encoderKey(rec.WorkspaceID, rec.AcsEncoderID, rec.EncodingID), rec.EncodingID)
+	return nil
 }
 
 // claim points key at encID unless it points at a pending encoding.
@@ -276,9 +287,11 @@ func (s *Store) Early(ctx context.Context, ws, kind, id string) ([]Event, error)
 	return evs, nil
 }
 
-// ForgetEarly deletes a kept event once it has been applied.
+// ForgetEarly removes a kept event once it has been applied. It purges: a
+// delete would leave a tombstone whose expiry the server marks like a TTL
+// expiry, and the event would later be counted unmatched.
 func (s *Store) ForgetEarly(ctx context.Context, ev Event, kind, id string) error {
-	err := s.kv.Delete(ctx, earlyKey(ev, kind, id))
+	err := s.kv.Purge(ctx, earlyKey(ev, kind, id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -311,10 +324,13 @@ func (s *Store) Idempotent(ctx context.Context, ws, key string) (string, error) 
 	return string(e.Value()), nil
 }
 
-// RememberIdempotent stores encID for key; if the key is already taken it
-// returns the encoding id stored first.
+// idempotencyTTL is how long an Idempotency-Key is remembered.
+const idempotencyTTL = 24 * time.Hour
+
+// RememberIdempotent stores encID for key (for a day); if the key is already
+// taken it returns the encoding id stored first.
 func (s *Store) RememberIdempotent(ctx context.Context, ws, key, encID string) (string, error) {
-	_, err := s.kv.Create(ctx, idemKey(ws, key), []byte(encID))
+	_, err := s.kv.Create(ctx, idemKey(ws, key), []byte(encID), jetstream.KeyTTL(idempotencyTTL))
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return s.Idempotent(ctx, ws, key)
 	}

@@ -64,6 +64,10 @@ type ServerOptions struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	// CancelOnShutdown cancels every request's context when Shutdown
+	// starts: right for long polls and event streams, wrong where an
+	// in-flight request must finish (the webhook receiver).
+	CancelOnShutdown bool
 }
 
 // DefaultServerOptions keep a slow client from holding a connection: the
@@ -96,6 +100,11 @@ func Serve(addr string, h http.Handler, o ServerOptions, log zerolog.Logger) (*h
 		IdleTimeout:       o.IdleTimeout,
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		ErrorLog:          stdlog.New(log, "", 0),
+	}
+	if o.CancelOnShutdown {
+		base, cancel := context.WithCancel(context.Background())
+		srv.BaseContext = func(net.Listener) context.Context { return base }
+		srv.RegisterOnShutdown(cancel)
 	}
 	errc := make(chan error, 1)
 	go func() {

@@ -90,10 +90,12 @@ type WorkerOptions struct {
 	// AckWait is how long a delivered event may stay unacknowledged before
 	// it is redelivered (to any worker).
 	AckWait time.Duration
-	// MaxDeliver bounds deliveries of one event; the worker dead-letters an
-	// event on its last delivery. Delays between deliveries come from the
-	// worker's NakWithDelay, not from the consumer's BackOff (which would
-	// also shorten the first AckWait).
+	// MaxDeliver bounds deliveries of one event. The worker enforces it,
+	// dead-lettering on the last delivery; the consumer itself redelivers
+	// without limit, so an event whose dead letter could not be stored is
+	// retried instead of dropped. Delays come from the worker's
+	// NakWithDelay, not from the consumer's BackOff (which would also
+	// shorten the first AckWait).
 	MaxDeliver int
 }
 
@@ -129,6 +131,9 @@ const earlyMarkerTTL = time.Minute
 // workerManager is the part of jetstream.JetStream that EnsureWorker needs.
 type workerManager interface {
 	streamManager
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+	UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error)
+	KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error)
 	CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error)
 	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
 }
@@ -139,7 +144,7 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetst
 	if err := o.Validate(); err != nil {
 		return nil, nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:         EncodingsBucket,
 		Description:    "Encoding records (enc.<id>) and their indexes",
 		History:        1,
@@ -147,9 +152,12 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetst
 		Storage:        jetstream.FileStorage,
 		Replicas:       o.Replicas,
 		LimitMarkerTTL: earlyMarkerTTL,
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, nil, fmt.Errorf("create or update bucket %s: %w", EncodingsBucket, err)
+	}
+	kv, err := leaderReads(ctx, js)
+	if err != nil {
+		return nil, nil, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        OutcomesStream,
@@ -168,7 +176,7 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetst
 		FilterSubjects: WorkerFilterSubjects(),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        o.AckWait,
-		MaxDeliver:     o.MaxDeliver,
+		MaxDeliver:     -1,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxAckPending:  1000,
 	})
@@ -176,6 +184,29 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetst
 		return nil, nil, fmt.Errorf("create or update consumer %s on %s: %w", WorkerConsumer, EventsStream, err)
 	}
 	return kv, cons, nil
+}
+
+// leaderReads turns off direct gets on the bucket's stream and binds the
+// bucket again. With replicas, a direct get may be answered by a follower
+// that has not seen the latest write; the worker's "look again" between an
+// early event and a registration needs every read to see the latest write.
+func leaderReads(ctx context.Context, js workerManager) (jetstream.KeyValue, error) {
+	name := "KV_" + EncodingsBucket
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", name, err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("turn off direct gets on %s: %w", name, err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, EncodingsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("bind bucket %s: %w", EncodingsBucket, err)
+	}
+	return kv, nil
 }
 
 // ErrStreamMisconfigured reports an existing stream that cannot keep

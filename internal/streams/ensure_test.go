@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -40,5 +41,22 @@ func TestCheckEventsStream(t *testing.T) {
 			}
 			require.ErrorIs(t, err, streams.ErrStreamMisconfigured)
 		})
+	}
+}
+
+func TestEnsureWorkerReadsFromTheLeader(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
+	for range 2 { // and again, as a restarted worker would
+		_, cons, err := streams.EnsureWorker(t.Context(), js, streams.DefaultWorkerOptions())
+		require.NoError(t, err)
+		info, err := cons.Info(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, -1, info.Config.MaxDeliver, "the worker, not the consumer, bounds deliveries")
+		require.ElementsMatch(t, streams.WorkerFilterSubjects(), info.Config.FilterSubjects)
+		st, err := js.Stream(t.Context(), "KV_"+streams.EncodingsBucket)
+		require.NoError(t, err)
+		require.False(t, st.CachedInfo().Config.AllowDirect, "direct gets could be served by a lagging follower")
 	}
 }
