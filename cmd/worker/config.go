@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/cardwire/cardwire/internal/broker"
 	"github.com/cardwire/cardwire/internal/config"
+	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -23,6 +25,9 @@ type cfg struct {
 	SkewMargin      time.Duration
 	EarlyTTL        time.Duration
 	ConfirmTimeout  time.Duration
+	MaxAge          time.Duration
+	EnrichTimeout   time.Duration
+	Seam            seam.Options
 	MaxWait         time.Duration
 	MaxStream       time.Duration
 	Owned           streams.WorkerOptions
@@ -44,6 +49,17 @@ func loadConfig(env *config.Env) cfg {
 	c.SkewMargin = env.Duration("ENCODING_SKEW_MARGIN", 30*time.Second)
 	c.EarlyTTL = env.Duration("ENCODING_EARLY_TTL", 10*time.Minute)
 	c.ConfirmTimeout = env.Duration("ENCODING_CONFIRM_TIMEOUT", time.Minute)
+	c.MaxAge = env.Duration("ENCODING_MAX_AGE", 15*time.Minute)
+	c.EnrichTimeout = env.Duration("ENCODING_ENRICH_TIMEOUT", 2*time.Second)
+	c.Seam = seam.DefaultOptions()
+	c.Seam.APIKey = env.Secret("SEAM_API_KEY").Reveal()
+	c.Seam.BaseURL = env.String("SEAM_API_URL", seam.DefaultURL)
+	c.Seam.Timeout = env.Duration("SEAM_API_TIMEOUT", c.Seam.Timeout)
+	// A personal access token (anything but a seam_… API key) names its
+	// workspace in a header.
+	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") {
+		c.Seam.WorkspaceID = env.String("SEAM_WORKSPACE_ID", "")
+	}
 	c.MaxWait = env.Duration("WORKER_API_MAX_WAIT", time.Minute)
 	c.MaxStream = env.Duration("WORKER_API_MAX_STREAM", 15*time.Minute)
 	c.Owned.Replicas = env.Int("ENCODINGS_REPLICAS", c.Owned.Replicas)
@@ -68,6 +84,12 @@ func (c cfg) validate() error {
 	}
 	if c.HandleTimeout >= c.Owned.AckWait {
 		return errors.New("WORKER_HANDLE_TIMEOUT must be shorter than WORKER_ACK_WAIT, or events are redelivered while still being handled")
+	}
+	if c.MaxAge < c.ConfirmTimeout {
+		return errors.New("ENCODING_MAX_AGE must not be shorter than ENCODING_CONFIRM_TIMEOUT")
+	}
+	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") && c.Seam.WorkspaceID == "" {
+		return errors.New("SEAM_WORKSPACE_ID must be set with a personal access token in SEAM_API_KEY (it is sent as the seam-workspace header)")
 	}
 	if c.EarlyTTL < time.Second {
 		return errors.New("ENCODING_EARLY_TTL must be at least 1s")

@@ -15,6 +15,7 @@ import (
 	"github.com/cardwire/cardwire/internal/config"
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/lifecycle"
+	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -75,10 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Info().Msg("waiting for NATS")
 	}
 	err = broker.WaitConnected(ctx, nc)
-	var bucket jetstream.KeyValue
-	var cons jetstream.Consumer
+	var owned streams.Owned
 	if err == nil {
-		bucket, cons, err = prepareNATS(ctx, c, js, log)
+		owned, err = prepareNATS(ctx, c, js, log)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -86,6 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return fail(err)
 	}
+	bucket, cons := owned.Bucket, owned.Events
 	if err := encoding.RegisterConsumerMetrics(cons, reg); err != nil {
 		return fail(err)
 	}
@@ -95,6 +96,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, reg, svcLog
 	so.SkewMargin, so.EarlyTTL, so.ConfirmTimeout, so.DefaultWorkspaceID = c.SkewMargin, c.EarlyTTL, c.ConfirmTimeout, c.WorkspaceID
 	so.OutcomeWindow = c.Owned.OutcomesDuplicates
+	so.MaxAge, so.EnrichTimeout = c.MaxAge, c.EnrichTimeout
+	if c.Seam.APIKey != "" {
+		c.Seam.Registerer = reg
+		client, err := seam.New(c.Seam)
+		if err != nil {
+			return fail(fmt.Errorf("SEAM_API_KEY / SEAM_API_URL: %w", err))
+		}
+		so.Seam = client
+	} else {
+		log.Warn().Msg("no SEAM_API_KEY: track-only mode (register encodings with their action_attempt_id; deadlines expire them)")
+	}
 	svc, err := encoding.NewService(so)
 	if err != nil {
 		return fail(err)
@@ -124,6 +136,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fail(err)
 	}
 	stopper.OnStop("consumer", proc.Stop)
+	timers, err := encoding.NewTimers(svc, owned.Timers, log.With().Str("component", "timers").Logger(), c.HandleTimeout)
+	if err != nil {
+		return fail(err)
+	}
+	if err := timers.Start(); err != nil {
+		return fail(err)
+	}
+	stopper.OnStop("timers", timers.Stop)
 
 	apiLog := log.With().Str("component", "api").Logger()
 	apiHandler, err := encoding.Routes(encoding.APIOptions{
@@ -160,19 +180,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // prepareNATS creates or updates what
 // the worker owns, retrying until SEAM_EVENTS exists (the receiver creates
 // it) or ctx ends.
-func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (jetstream.KeyValue, jetstream.Consumer, error) {
-	var bucket jetstream.KeyValue
-	var cons jetstream.Consumer
+func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (streams.Owned, error) {
+	var owned streams.Owned
 	err := lifecycle.Retry(ctx, 2*time.Second, func(ctx context.Context) (err error) {
-		bucket, cons, err = streams.EnsureWorker(ctx, js, c.Owned)
+		owned, err = streams.EnsureWorker(ctx, js, c.Owned)
 		return err
 	}, func(err error) {
 		log.Warn().Err(err).Msg("streams not ready (is the receiver up? it creates SEAM_EVENTS); retrying")
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("prepare streams: %w", err)
+		return streams.Owned{}, fmt.Errorf("prepare streams: %w", err)
 	}
 	log.Info().Str("bucket", streams.EncodingsBucket).Str("stream", streams.OutcomesStream).
 		Str("consumer", streams.WorkerConsumer).Int("replicas", c.Owned.Replicas).Msg("streams ready")
-	return bucket, cons, nil
+	return owned, nil
 }

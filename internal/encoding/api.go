@@ -106,6 +106,9 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := http.StatusCreated
+	if req.ActionAttemptID == "" {
+		status = http.StatusAccepted // started: the outcome comes later
+	}
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 		status = http.StatusOK
@@ -257,7 +260,18 @@ func (a *api) mapError(err error) *httpapi.Error {
 	var ve *ValidationError
 	var open *OpenEncodingError
 	var term *TerminalError
+	var start *StartError
 	switch {
+	case errors.As(err, &start):
+		status := http.StatusBadGateway
+		switch start.Err.Status {
+		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict:
+			status = start.Err.Status
+		}
+		return &httpapi.Error{Status: status, Type: start.Err.Type,
+			Message: "Seam refused the encode (encoding " + start.Record.EncodingID + " is failed): " + start.Err.Message}
+	case errors.Is(err, ErrTrackOnly):
+		return &httpapi.Error{Status: http.StatusNotImplemented, Type: "track_only", Message: err.Error()}
 	case errors.As(err, &ve):
 		return &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: ve.Error()}
 	case errors.As(err, &open):

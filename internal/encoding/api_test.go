@@ -57,7 +57,7 @@ func TestAPIValidation(t *testing.T) {
 		{"no workspace and no default", full(func(b map[string]any) { delete(b, "workspace_id") }), "workspace_id"},
 		{"no credential or access method", full(func(b map[string]any) { delete(b, "acs_credential_id") }), "acs_credential_id"},
 		{"both credential and access method", full(func(b map[string]any) { b["access_method_id"] = uuid.NewString() }), "access_method_id"},
-		{"no action attempt", full(func(b map[string]any) { delete(b, "action_attempt_id") }), "action_attempt_id"},
+		{"bad confirm timeout", full(func(b map[string]any) { b["confirm_timeout"] = "1ms" }), "confirm_timeout"},
 		{"id with a dot", full(func(b map[string]any) { b["acs_credential_id"] = "a.b" }), "acs_credential_id"},
 		{"unknown field", full(func(b map[string]any) { b["acs_credentail_id"] = "typo" }), "acs_credentail_id"},
 		{"wrong type", full(func(b map[string]any) { b["acs_encoder_id"] = 7 }), "acs_encoder_id"},
@@ -82,7 +82,13 @@ func TestAPIValidation(t *testing.T) {
 			r.errType(t)
 		})
 	}
-	r := w.call(t, http.MethodPut, "/v1/encodings", "", nil)
+	// Without action_attempt_id the worker would start the encode, which a
+	// track-only worker (no Seam API key) cannot: 501 saying what to set.
+	r := w.call(t, http.MethodPost, "/v1/encodings", "", full(func(b map[string]any) { delete(b, "action_attempt_id") }))
+	require.Equal(t, http.StatusNotImplemented, r.Status)
+	require.Equal(t, "track_only", r.errType(t))
+	require.Contains(t, string(r.Body), "SEAM_API_KEY")
+	r = w.call(t, http.MethodPut, "/v1/encodings", "", nil)
 	require.Equal(t, http.StatusMethodNotAllowed, r.Status)
 	require.Equal(t, "method_not_allowed", r.errType(t))
 	r = w.call(t, http.MethodGet, "/v1/encodings/"+uuid.NewString()+"?wait=2h", "", nil)

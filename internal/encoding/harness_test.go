@@ -22,6 +22,7 @@ import (
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
+	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -47,7 +48,7 @@ func newEnv(t testing.TB, configure ...func(*streams.WorkerOptions)) *env {
 	for _, c := range configure {
 		c(&owned)
 	}
-	_, _, err := streams.EnsureWorker(ctx, js, owned)
+	_, err := streams.EnsureWorker(ctx, js, owned)
 	require.NoError(t, err)
 	e := &env{nats: srv, js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
 	e.outcomes.follow(t, js)
@@ -57,18 +58,23 @@ func newEnv(t testing.TB, configure ...func(*streams.WorkerOptions)) *env {
 // worker is one worker replica: its own connection, service, processor,
 // registry and API server.
 type worker struct {
-	svc  *encoding.Service
-	proc *encoding.Processor
-	reg  *prometheus.Registry
-	api  *httptest.Server
-	logs *bytes.Buffer
-	mu   *sync.Mutex
+	svc    *encoding.Service
+	proc   *encoding.Processor
+	timers *encoding.Timers
+	reg    *prometheus.Registry
+	api    *httptest.Server
+	logs   *bytes.Buffer
+	mu     *sync.Mutex
 }
 
 type workerConfig struct {
 	token         string
 	earlyTTL      time.Duration
 	outcomeWindow time.Duration
+	// seamURL and seamKey give the worker a Seam client (the simulator).
+	seamURL, seamKey string
+	confirm, maxAge  time.Duration
+	noTimers         bool
 }
 
 func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
@@ -79,6 +85,8 @@ func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	require.NoError(t, err)
 	cons, err := js.Consumer(ctx, streams.EventsStream, streams.WorkerConsumer)
 	require.NoError(t, err)
+	timerCons, err := js.Consumer(ctx, streams.TimersStream, streams.TimersConsumer)
+	require.NoError(t, err)
 	w := &worker{reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
 	log := zerolog.New(lockedWriter{w.mu, w.logs})
 	so := encoding.DefaultServiceOptions()
@@ -88,6 +96,19 @@ func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	}
 	if cfg.outcomeWindow > 0 {
 		so.OutcomeWindow = cfg.outcomeWindow
+	}
+	if cfg.confirm > 0 {
+		so.ConfirmTimeout = cfg.confirm
+	}
+	if cfg.maxAge > 0 {
+		so.MaxAge = cfg.maxAge
+	}
+	if cfg.seamURL != "" {
+		co := seam.DefaultOptions()
+		co.BaseURL, co.APIKey, co.Registerer, co.RetryBase = cfg.seamURL, cfg.seamKey, w.reg, 10*time.Millisecond
+		client, err := seam.New(co)
+		require.NoError(t, err)
+		so.Seam = client
 	}
 	w.svc, err = encoding.NewService(so)
 	require.NoError(t, err)
@@ -101,6 +122,12 @@ func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	require.NoError(t, err)
 	require.NoError(t, w.proc.Start())
 	t.Cleanup(func() { _ = w.proc.Stop(context.Background()) })
+	w.timers, err = encoding.NewTimers(w.svc, timerCons, log, time.Second)
+	require.NoError(t, err)
+	if !cfg.noTimers {
+		require.NoError(t, w.timers.Start())
+		t.Cleanup(func() { _ = w.timers.Stop(context.Background()) })
+	}
 	h, err := encoding.Routes(encoding.APIOptions{Service: w.svc, Token: cfg.token, Log: log, MaxWait: time.Minute, MaxStream: time.Minute})
 	require.NoError(t, err)
 	w.api = httptest.NewServer(h)

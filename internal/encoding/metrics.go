@@ -14,6 +14,8 @@ type metrics struct {
 	handleDuration  *prometheus.HistogramVec
 	api             *prometheus.CounterVec
 	apiInFlight     prometheus.Gauge
+	deadlines       *prometheus.CounterVec
+	starts          *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,6 +52,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cardwire_worker_api_requests_total",
 			Help: "Worker API requests by route and status code.",
 		}, []string{"route", "code"}),
+		deadlines: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_deadlines_total",
+			Help: "Deadlines reached, by what they did (issued and failed come from asking Seam: issued means a webhook was missed or late).",
+		}, []string{"result"}),
+		starts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_encodes_started_total",
+			Help: "Encodes started through Seam, by result (started, rejected, unknown: no answer, the deadline settles it).",
+		}, []string{"result"}),
 		apiInFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "cardwire_worker_api_in_flight",
 			Help: "Worker API requests being served, long polls and event streams included.",

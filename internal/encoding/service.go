@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -32,6 +33,14 @@ type ServiceOptions struct {
 	ConfirmTimeout time.Duration
 	// DefaultWorkspaceID is used when a request names no workspace.
 	DefaultWorkspaceID string
+	// Seam, when set, starts encodings, answers at deadlines and supplies
+	// card numbers. Without it the worker is track-only.
+	Seam seamAPI
+	// MaxAge is how long a pending encoding may be extended at its deadline
+	// before it expires.
+	MaxAge time.Duration
+	// EnrichTimeout bounds the card-number fetch before an issued outcome.
+	EnrichTimeout time.Duration
 	// OutcomeWindow is ENCODING_EVENTS' duplicate window. A redelivered
 	// event republishes its outcome (repairing a publish lost in a crash)
 	// only inside it, where the stream drops the copy.
@@ -43,7 +52,7 @@ type ServiceOptions struct {
 // DefaultServiceOptions returns the documented defaults.
 func DefaultServiceOptions() ServiceOptions {
 	return ServiceOptions{SkewMargin: 30 * time.Second, EarlyTTL: 10 * time.Minute, ConfirmTimeout: time.Minute,
-		OutcomeWindow: 30 * time.Minute, Log: zerolog.Nop()}
+		MaxAge: 15 * time.Minute, EnrichTimeout: 2 * time.Second, OutcomeWindow: 30 * time.Minute, Log: zerolog.Nop()}
 }
 
 // Validate reports the first option that cannot work.
@@ -63,6 +72,10 @@ func (o ServiceOptions) Validate() error {
 		return errors.New("ServiceOptions.ConfirmTimeout must be positive")
 	case o.OutcomeWindow <= 0:
 		return errors.New("ServiceOptions.OutcomeWindow must be positive")
+	case o.MaxAge < o.ConfirmTimeout:
+		return errors.New("ServiceOptions.MaxAge must not be shorter than ConfirmTimeout")
+	case o.EnrichTimeout <= 0:
+		return errors.New("ServiceOptions.EnrichTimeout must be positive")
 	case o.DefaultWorkspaceID != "" && !streams.ValidToken(o.DefaultWorkspaceID):
 		return errors.New("ServiceOptions.DefaultWorkspaceID is not a valid id")
 	}
@@ -87,6 +100,14 @@ func NewService(o ServiceOptions) (*Service, error) {
 		o.Now = time.Now
 	}
 	return &Service{o: o, store: NewStore(o.Bucket, o.EarlyTTL), metrics: newMetrics(o.Registerer), log: o.Log}, nil
+}
+
+// seamAPI is the part of the Seam client the service uses.
+type seamAPI interface {
+	EncodeCredential(ctx context.Context, req seam.EncodeRequest) (seam.ActionAttempt, error)
+	EncodeAccessMethod(ctx context.Context, acsEncoderID, accessMethodID string) (seam.ActionAttempt, error)
+	GetActionAttempt(ctx context.Context, id string) (seam.ActionAttempt, error)
+	GetCredential(ctx context.Context, id string) (seam.Credential, error)
 }
 
 // ValidationError reports a request field that is missing or malformed.
@@ -123,14 +144,33 @@ type RegisterRequest struct {
 	// do not confirm the encoding, so a caller that registers after starting
 	// should pass it.
 	RequestedAt *time.Time `json:"requested_at,omitempty"`
+	// ConfirmTimeout overrides the first deadline (a Go duration, 5s up to
+	// the maximum age).
+	ConfirmTimeout string `json:"confirm_timeout,omitempty"`
 }
+
+// ErrTrackOnly reports a request to start an encoding (no
+// action_attempt_id) on a worker without a Seam API key.
+var ErrTrackOnly = errors.New("starting encodings needs SEAM_API_KEY (or SEAM_API_KEY_FILE); without it, start the encode with Seam yourself and pass action_attempt_id")
+
+// minConfirmTimeout bounds a per-request confirm_timeout from below.
+const minConfirmTimeout = 5 * time.Second
 
 func (s *Service) validate(req *RegisterRequest) error {
 	if req.WorkspaceID == "" {
 		req.WorkspaceID = s.o.DefaultWorkspaceID
 	}
+	if req.ActionAttemptID != "" && !streams.ValidToken(req.ActionAttemptID) {
+		return &ValidationError{Field: "action_attempt_id", Message: "must be a Seam id (letters, digits, '-' or '_')"}
+	}
+	if req.ConfirmTimeout != "" {
+		d, err := time.ParseDuration(req.ConfirmTimeout)
+		if err != nil || d < minConfirmTimeout || d > s.o.MaxAge {
+			return &ValidationError{Field: "confirm_timeout", Message: fmt.Sprintf("must be a duration from %s to %s", minConfirmTimeout, s.o.MaxAge)}
+		}
+	}
 	for _, f := range []struct{ name, value string }{
-		{"workspace_id", req.WorkspaceID}, {"acs_encoder_id", req.AcsEncoderID}, {"action_attempt_id", req.ActionAttemptID},
+		{"workspace_id", req.WorkspaceID}, {"acs_encoder_id", req.AcsEncoderID},
 	} {
 		if f.value == "" {
 			return &ValidationError{Field: f.name, Message: "is required"}
@@ -169,6 +209,14 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 	if err := s.validate(&req); err != nil {
 		return Record{}, false, err
 	}
+	starting := req.ActionAttemptID == ""
+	if starting && s.o.Seam == nil {
+		return Record{}, false, ErrTrackOnly
+	}
+	confirm := s.o.ConfirmTimeout
+	if req.ConfirmTimeout != "" {
+		confirm, _ = time.ParseDuration(req.ConfirmTimeout)
+	}
 	now := s.o.Now().UTC()
 	requested := now
 	if req.RequestedAt != nil {
@@ -183,7 +231,7 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 		ActionAttemptID: req.ActionAttemptID,
 		Status:          StatusPending,
 		RequestedAt:     requested,
-		Deadline:        requested.Add(s.o.ConfirmTimeout),
+		Deadline:        requested.Add(confirm),
 	}
 	if idempotencyKey != "" {
 		first, err := s.store.RememberIdempotent(ctx, rec.WorkspaceID, idempotencyKey, rec.EncodingID)
@@ -215,6 +263,10 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 		Str("to", string(StatusPending)).Msg("encoding registered")
 	s.metrics.transitions.WithLabelValues(string(StatusPending)).Inc()
 	rec, err = s.afterRegister(ctx, rec)
+	if err != nil || !starting || rec.Status.Terminal() {
+		return rec, false, err
+	}
+	rec, err = s.start(ctx, rec)
 	return rec, false, err
 }
 
@@ -225,6 +277,11 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 func (s *Service) afterRegister(ctx context.Context, rec Record) (Record, error) {
 	var errs []error
 	if !rec.Status.Terminal() {
+		// The deadline first: without it a lost webhook would leave the
+		// encoding pending for ever.
+		if err := s.schedule(ctx, rec.EncodingID, timerDeadline, rec.Deadline); err != nil {
+			errs = append(errs, err)
+		}
 		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
 			errs = append(errs, err)
 		}
@@ -334,6 +391,9 @@ func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, e
 			return "", err
 		}
 	case ResultMatched:
+		if rec.Status == StatusIssued {
+			rec = s.enrichOrLater(ctx, rec)
+		}
 		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
 			return "", err
 		}
@@ -347,6 +407,25 @@ func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, e
 			Time("requested_at", rec.RequestedAt).Msg("event older than the encoding request; ignored")
 	}
 	return res, nil
+}
+
+// enrichOrLater adds the card number before the issued outcome is
+// published, within EnrichTimeout. If Seam is slow or down it schedules a
+// later try (which publishes an update) and returns rec as it is: the
+// outcome is never held up.
+func (s *Service) enrichOrLater(ctx context.Context, rec Record) Record {
+	if s.o.Seam == nil || rec.AcsCredentialID == "" || rec.CardNumber != "" {
+		return rec
+	}
+	enriched, err := s.enrichNow(ctx, rec)
+	if err == nil {
+		return enriched
+	}
+	s.log.Info().Err(err).Str("encoding_id", rec.EncodingID).Msg("card number not available yet; publishing without it")
+	if err := s.schedule(context.WithoutCancel(ctx), rec.EncodingID, timerEnrich, s.o.Now()); err != nil {
+		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("enrichment retry not scheduled")
+	}
+	return rec
 }
 
 // republish publishes rec's outcome again if it settled inside the outcome

@@ -138,9 +138,48 @@ type workerManager interface {
 	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
 }
 
+// Owned is what EnsureWorker returns: the bucket and the two consumers.
+type Owned struct {
+	Bucket jetstream.KeyValue
+	Events jetstream.Consumer
+	Timers jetstream.Consumer
+}
+
 // EnsureWorker creates or updates the ENCODINGS bucket, the ENCODING_EVENTS
-// stream and the encoding-worker consumer on SEAM_EVENTS (which must exist).
-func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetstream.KeyValue, jetstream.Consumer, error) {
+// and ENCODING_TIMERS streams, the encoding-worker consumer on SEAM_EVENTS
+// (which must exist) and the encoding-timers consumer.
+func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (Owned, error) {
+	kv, events, err := ensureWorker(ctx, js, o)
+	if err != nil {
+		return Owned{}, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        TimersStream,
+		Description: "One timer per pending encoding deadline or owed enrichment; redelivered with a delay until due",
+		Subjects:    []string{TimersSubjectPrefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+		MaxAge:      o.RecordTTL,
+		Duplicates:  o.OutcomesDuplicates,
+	}); err != nil {
+		return Owned{}, fmt.Errorf("create or update stream %s: %w", TimersStream, err)
+	}
+	timers, err := js.CreateOrUpdateConsumer(ctx, TimersStream, jetstream.ConsumerConfig{
+		Durable:       TimersConsumer,
+		Description:   "cardwire worker: encoding deadlines and enrichment retries",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       o.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 10000,
+	})
+	if err != nil {
+		return Owned{}, fmt.Errorf("create or update consumer %s on %s: %w", TimersConsumer, TimersStream, err)
+	}
+	return Owned{Bucket: kv, Events: events, Timers: timers}, nil
+}
+
+func ensureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetstream.KeyValue, jetstream.Consumer, error) {
 	if err := o.Validate(); err != nil {
 		return nil, nil, err
 	}

@@ -49,9 +49,9 @@ func TestEnsureWorkerReadsFromTheLeader(t *testing.T) {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
 	for range 2 { // and again, as a restarted worker would
-		_, cons, err := streams.EnsureWorker(t.Context(), js, streams.DefaultWorkerOptions())
+		owned, err := streams.EnsureWorker(t.Context(), js, streams.DefaultWorkerOptions())
 		require.NoError(t, err)
-		info, err := cons.Info(t.Context())
+		info, err := owned.Events.Info(t.Context())
 		require.NoError(t, err)
 		require.Equal(t, -1, info.Config.MaxDeliver, "the worker, not the consumer, bounds deliveries")
 		require.ElementsMatch(t, streams.WorkerFilterSubjects(), info.Config.FilterSubjects)

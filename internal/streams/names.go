@@ -28,7 +28,23 @@ const (
 	// OutcomesSubjectPrefix starts outcome subjects:
 	// encodings.<workspace_id>.<status>.
 	OutcomesSubjectPrefix = "encodings"
+	// TimersStream holds one timer message per pending encoding (its
+	// deadline) and per owed enrichment; a work queue, so each timer is
+	// handled by one worker and survives restarts.
+	TimersStream = "ENCODING_TIMERS"
+	// TimersSubjectPrefix starts timer subjects: cardwire.timers.<encoding_id>.<kind>.
+	TimersSubjectPrefix = "cardwire.timers"
+	// TimersConsumer is the workers' shared durable consumer on TimersStream.
+	TimersConsumer = "encoding-timers"
 )
+
+// TimerSubject returns cardwire.timers.<encodingID>.<kind>.
+func TimerSubject(encodingID, kind string) (string, error) {
+	if !ValidToken(encodingID) || !ValidToken(kind) {
+		return "", fmt.Errorf("timer subject for %q/%q: %w", truncate(encodingID), truncate(kind), ErrInvalidToken)
+	}
+	return TimersSubjectPrefix + "." + encodingID + "." + kind, nil
+}
 
 // EventsStreamSubjects are the subjects EventsStream captures.
 func EventsStreamSubjects() []string {

@@ -59,8 +59,9 @@ func newStack(tb testing.TB) *stack {
 
 	// The worker.
 	_, wjs := natstest.Connect(tb, srv.ClientURL())
-	bucket, cons, err := streams.EnsureWorker(ctx, wjs, streams.DefaultWorkerOptions())
+	owned, err := streams.EnsureWorker(ctx, wjs, streams.DefaultWorkerOptions())
 	require.NoError(tb, err)
+	bucket, cons := owned.Bucket, owned.Events
 	so := encoding.DefaultServiceOptions()
 	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, wjs, prometheus.NewRegistry(), zerolog.Nop()
 	svc, err := encoding.NewService(so)
