@@ -5,7 +5,7 @@ T        ?= .
 FUZZTIME ?= 10s
 BIN      := bin
 
-.PHONY: build test test-only lint bench fuzz run send register tail outcomes clean
+.PHONY: build test test-only lint bench fuzz run demo send register tail outcomes clean
 
 ## build: compile every binary into ./bin (the NATS server included, for make run)
 build:
@@ -53,6 +53,10 @@ register:
 ## tail: print what arrives in SEAM_EVENTS
 tail:
 	$(GO) run ./cmd/cardwire-dev tail
+
+## demo: with make run up, start a succeeding and a failing encoding and print their outcomes and latency
+demo:
+	$(GO) run ./cmd/cardwire-dev demo
 
 ## outcomes: print encoding outcomes from ENCODING_EVENTS
 outcomes:

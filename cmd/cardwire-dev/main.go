@@ -28,6 +28,7 @@ commands:
   secret   print a new random whsec_ webhook secret
   send     sign a sample Seam event with the svix library and POST it to the receiver
   register register a pending encoding with the local worker's API
+  demo     start a succeeding and a failing encoding through the worker and the Seam simulator
   tail     print every message that arrives in SEAM_EVENTS (or -stream ENCODING_EVENTS)
 
 Run "cardwire-dev <command> -h" for a command's flags.`
@@ -41,6 +42,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return secretCmd(stdout)
 	case "send":
 		return sendCmd(ctx, args[1:], getenv, stdout)
+	case "demo":
+		return demoCmd(ctx, args[1:], getenv, stdout)
 	case "register":
 		return registerCmd(ctx, args[1:], getenv, stdout)
 	case "tail":

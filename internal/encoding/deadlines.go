@@ -65,7 +65,7 @@ const (
 // onDeadline handles a due deadline: if the encoding is still pending, ask
 // Seam once about its action attempt and settle, extend, or expire it. It
 // returns the delay after which to look again, or 0 when done.
-func (s *Service) onDeadline(ctx context.Context, id string) (time.Duration, error) {
+func (s *Service) onDeadline(ctx context.Context, id string, delivered uint64) (time.Duration, error) {
 	rec, _, err := s.store.Get(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return 0, nil
@@ -94,7 +94,8 @@ func (s *Service) onDeadline(ctx context.Context, id string) (time.Duration, err
 			return 0, s.expire(ctx, id, "Seam could not be asked before the maximum age: "+err.Error())
 		}
 		s.log.Warn().Err(err).Str("encoding_id", id).Msg("reconcile: Seam unavailable; trying again")
-		return min(30*time.Second, max(time.Second, maxAt.Sub(now))), nil
+		// Ask again soon (doubling from a quarter second, at most 30s).
+		return min(250*time.Millisecond<<min(delivered, 7), 30*time.Second), nil
 	}
 	switch attempt.Status {
 	case seam.AttemptSuccess:
@@ -212,30 +213,15 @@ func (s *Service) onEnrich(ctx context.Context, id string, delivered uint64) (ti
 	if rec.Status != StatusIssued || rec.CardNumber != "" || rec.AcsCredentialID == "" || s.o.Seam == nil {
 		return 0, nil
 	}
-	if _, err := s.enrichNow(ctx, rec); err != nil {
+	cred, err := s.fetchCard(ctx, rec.AcsCredentialID)
+	if err != nil {
 		if s.o.Now().Sub(rec.RequestedAt) > s.o.MaxAge {
 			s.log.Warn().Err(err).Str("encoding_id", id).Msg("card number not fetched; giving up")
 			return 0, nil
 		}
 		return min(time.Second<<min(delivered, 6), time.Minute), nil
 	}
-	return 0, nil
-}
-
-// enrichNow fetches the credential (bounded by EnrichTimeout) and, if it
-// has a card number, stores and publishes it as an update of the issued
-// outcome.
-func (s *Service) enrichNow(ctx context.Context, rec Record) (Record, error) {
-	fctx, cancel := context.WithTimeout(ctx, s.o.EnrichTimeout)
-	cred, err := s.o.Seam.GetCredential(fctx, rec.AcsCredentialID)
-	cancel()
-	if err != nil {
-		return rec, err
-	}
-	if cred.CardNumber == nil || *cred.CardNumber == "" {
-		return rec, errors.New("credential has no card number yet")
-	}
-	rec, changed, err := s.store.Update(ctx, rec.EncodingID, func(r Record) (Record, bool) {
+	rec, changed, err := s.store.Update(ctx, id, func(r Record) (Record, bool) {
 		if r.Status != StatusIssued || r.CardNumber != "" {
 			return r, false
 		}
@@ -243,9 +229,25 @@ func (s *Service) enrichNow(ctx context.Context, rec Record) (Record, error) {
 		return r, true
 	})
 	if err != nil || !changed {
-		return rec, err
+		return 0, err
 	}
-	return rec, nil
+	// An update of the issued outcome, with its own message id.
+	return 0, publishOutcomeID(ctx, s.o.Publisher, rec, rec.EncodingID+":issued:card")
+}
+
+// fetchCard reads a credential within EnrichTimeout and fails unless it
+// has a card number.
+func (s *Service) fetchCard(ctx context.Context, credentialID string) (seam.Credential, error) {
+	fctx, cancel := context.WithTimeout(ctx, s.o.EnrichTimeout)
+	defer cancel()
+	cred, err := s.o.Seam.GetCredential(fctx, credentialID)
+	if err != nil {
+		return cred, err
+	}
+	if cred.CardNumber == nil || *cred.CardNumber == "" {
+		return cred, errors.New("credential has no card number yet")
+	}
+	return cred, nil
 }
 
 // Timers consumes ENCODING_TIMERS: deadlines and enrichment retries. Like
@@ -320,7 +322,7 @@ func (t *Timers) handle(msg jetstream.Msg) {
 	var err error
 	switch tm.Kind {
 	case timerDeadline:
-		again, err = t.svc.onDeadline(ctx, tm.EncodingID)
+		again, err = t.svc.onDeadline(ctx, tm.EncodingID, delivered)
 	case timerEnrich:
 		again, err = t.svc.onEnrich(ctx, tm.EncodingID, delivered)
 	default:

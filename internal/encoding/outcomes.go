@@ -20,6 +20,12 @@ type publisher interface {
 // message id <encoding_id>:<status> makes a repeat (a retry after a crash
 // between the KV update and the publish) a no-op within the window.
 func publishOutcome(ctx context.Context, p publisher, rec Record) error {
+	return publishOutcomeID(ctx, p, rec, rec.EncodingID+":"+string(rec.Status))
+}
+
+// publishOutcomeID publishes rec with the given message id: an update of a
+// final record (the card number arriving later) has its own id.
+func publishOutcomeID(ctx context.Context, p publisher, rec Record, msgID string) error {
 	subj, err := streams.OutcomeSubject(rec.WorkspaceID, string(rec.Status))
 	if err != nil {
 		return err
@@ -29,7 +35,7 @@ func publishOutcome(ctx context.Context, p publisher, rec Record) error {
 		return err
 	}
 	msg := &nats.Msg{Subject: subj, Data: body, Header: nats.Header{
-		jetstream.MsgIDHeader:          {rec.EncodingID + ":" + string(rec.Status)},
+		jetstream.MsgIDHeader:          {msgID},
 		jetstream.ExpectedStreamHeader: {streams.OutcomesStream},
 	}}
 	if _, err := p.PublishMsg(ctx, msg); err != nil {

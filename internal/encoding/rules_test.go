@@ -282,3 +282,17 @@ func TestLateDuplicateDoesNotRepublish(t *testing.T) {
 	e.outcomes.wait(t, other.EncodingID, encoding.StatusPending)
 	require.Equal(t, 1, e.outcomes.count(rec.EncodingID, encoding.StatusIssued))
 }
+
+// Track-only (no Seam API key): nobody can ask Seam, so an encoding with no
+// webhook expires at its deadline, through the timer stream.
+func TestTrackOnlyDeadlineExpires(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{confirm: 200 * time.Millisecond})
+	rec := w.register(t, uuid.NewString(), "", uuid.NewString())
+	got := w.waitFinal(t, rec.EncodingID)
+	require.Equal(t, encoding.StatusExpired, got.Status)
+	require.Equal(t, encoding.ResolvedByDeadline, got.ResolvedBy)
+	require.Equal(t, "expired", got.Error.Type)
+	e.outcomes.wait(t, rec.EncodingID, encoding.StatusExpired)
+	require.EqualValues(t, 1, w.counter("cardwire_worker_deadlines_total", "result", "expired"))
+}

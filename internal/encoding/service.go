@@ -373,10 +373,14 @@ func (s *Service) Apply(ctx context.Context, ev Event) (Result, error) {
 // (duplicate) and publishes again, which is a no-op unless the first
 // publish was lost.
 func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, error) {
+	card, cardErr := s.cardFor(ctx, encID, ev)
 	var res Result
 	rec, _, err := s.store.Update(ctx, encID, func(r Record) (Record, bool) {
 		next, r2, ch := apply(r, ev, s.o.SkewMargin, s.o.Now())
 		res = r2
+		if ch && card != nil {
+			enrich(&next, *card)
+		}
 		return next, ch
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -391,8 +395,13 @@ func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, e
 			return "", err
 		}
 	case ResultMatched:
-		if rec.Status == StatusIssued {
-			rec = s.enrichOrLater(ctx, rec)
+		if cardErr != nil && rec.Status == StatusIssued {
+			// Seam slow or down: the outcome goes out now, the card number
+			// follows as an update.
+			s.log.Info().Err(cardErr).Str("encoding_id", rec.EncodingID).Msg("card number not available yet; publishing without it")
+			if err := s.schedule(ctx, rec.EncodingID, timerEnrich, s.o.Now()); err != nil {
+				s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("card-number retry not scheduled")
+			}
 		}
 		if err := publishOutcome(ctx, s.o.Publisher, rec); err != nil {
 			return "", err
@@ -409,23 +418,30 @@ func (s *Service) settle(ctx context.Context, encID string, ev Event) (Result, e
 	return res, nil
 }
 
-// enrichOrLater adds the card number before the issued outcome is
-// published, within EnrichTimeout. If Seam is slow or down it schedules a
-// later try (which publishes an update) and returns rec as it is: the
-// outcome is never held up.
-func (s *Service) enrichOrLater(ctx context.Context, rec Record) Record {
-	if s.o.Seam == nil || rec.AcsCredentialID == "" || rec.CardNumber != "" {
-		return rec
+// cardFor fetches the card number an issued event will add to a pending
+// credential encoding, before the state change, so that the first final
+// record already has it. It returns (nil, nil) when there is nothing to
+// fetch, and an error only when a fetch was needed and failed (bounded by
+// EnrichTimeout: the outcome is never held up longer).
+func (s *Service) cardFor(ctx context.Context, encID string, ev Event) (*seam.Credential, error) {
+	if s.o.Seam == nil {
+		return nil, nil
 	}
-	enriched, err := s.enrichNow(ctx, rec)
-	if err == nil {
-		return enriched
+	if eff, ok := effectOf(ev.EventType); !ok || eff.status != StatusIssued {
+		return nil, nil
 	}
-	s.log.Info().Err(err).Str("encoding_id", rec.EncodingID).Msg("card number not available yet; publishing without it")
-	if err := s.schedule(context.WithoutCancel(ctx), rec.EncodingID, timerEnrich, s.o.Now()); err != nil {
-		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("enrichment retry not scheduled")
+	rec, _, err := s.store.Get(ctx, encID)
+	if err != nil || rec.AcsCredentialID == "" || rec.CardNumber != "" {
+		return nil, nil
 	}
-	return rec
+	if _, res, _ := apply(rec, ev, s.o.SkewMargin, s.o.Now()); res != ResultMatched {
+		return nil, nil
+	}
+	cred, err := s.fetchCard(ctx, rec.AcsCredentialID)
+	if err != nil {
+		return nil, err
+	}
+	return &cred, nil
 }
 
 // republish publishes rec's outcome again if it settled inside the outcome

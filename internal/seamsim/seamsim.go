@@ -1,0 +1,353 @@
+// Package seamsim is an in-memory stand-in for Seam Connect, for local runs
+// and tests. It owns fake encoders, credentials, access methods and
+// ENCODE_CREDENTIAL action attempts; it answers the Seam routes cardwire
+// calls with Seam's request and response shapes (JSON POST bodies, the
+// {"<key>": …, "ok": true} and {"error": {…}, "ok": false} envelopes, a
+// seam-request-id header); and it delivers acs_credential.issued/reissued
+// (or access_method.issued/reissued) webhooks signed with the svix library,
+// redelivering with the same svix-id on failure as Svix does.
+//
+// Knobs make the next encode or request misbehave the way the real service
+// can: a dropped, duplicated, delayed or early webhook, an attempt that never
+// resolves, a failed encode (which, as in Seam, sends no webhook), an error
+// answer or an outage. Time comes from real timers, so tests keep
+// Options.EncodeDelay short and wait on webhooks or on the attempt's status.
+package seamsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/cardwire/cardwire/internal/seam"
+)
+
+// DefaultEncodeDelay is how long an encode stays pending when
+// Options.EncodeDelay is zero.
+const DefaultEncodeDelay = time.Second
+
+// DefaultRetryDelays returns the webhook redelivery delays used when
+// Options.RetryDelays is nil: Svix's schedule, compressed for tests.
+func DefaultRetryDelays() []time.Duration {
+	return []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 5 * time.Second}
+}
+
+// Options configure a Sim.
+type Options struct {
+	// APIKey is required: every request needs "Authorization: Bearer
+	// <APIKey>", else it gets a 401 error envelope (type "unauthorized").
+	APIKey string
+	// WorkspaceID is the workspace_id of everything the Sim creates and of
+	// its webhooks; a random UUID when empty.
+	WorkspaceID string
+	// WebhookURL is where signed webhooks are POSTed; empty means none.
+	WebhookURL string
+	// WebhookSecret (whsec_…) signs the webhooks; required with WebhookURL.
+	WebhookSecret string
+	// EncodeDelay is the time from an encode call to its attempt resolving;
+	// DefaultEncodeDelay when zero.
+	EncodeDelay time.Duration
+	// RetryDelays are the webhook redelivery delays after a non-2xx answer
+	// or a network error, each counted from the previous failure; the
+	// svix-id and body stay the same. DefaultRetryDelays when nil; an empty
+	// non-nil slice means no redelivery.
+	RetryDelays []time.Duration
+	// Strict answers unknown encoder, credential and access-method ids with
+	// Seam's 404 (acs_encoder_not_found, acs_credential_not_found,
+	// access_method_not_found). When false, unknown ids are created on first
+	// use, which suits a local run.
+	Strict bool
+	Log    zerolog.Logger
+	// Now is the clock for timestamps (and svix-timestamp); time.Now when
+	// nil. Delays always use real timers.
+	Now func() time.Time
+}
+
+// Validate reports the first option that cannot work.
+func (o Options) Validate() error {
+	switch {
+	case o.APIKey == "":
+		return errors.New("Options.APIKey must be set")
+	case o.EncodeDelay < 0:
+		return errors.New("Options.EncodeDelay must not be negative")
+	case o.WebhookURL != "" && o.WebhookSecret == "":
+		return errors.New("Options.WebhookSecret must be set when Options.WebhookURL is")
+	}
+	for i, d := range o.RetryDelays {
+		if d < 0 {
+			return fmt.Errorf("Options.RetryDelays[%d] must not be negative, got %s", i, d)
+		}
+	}
+	if o.WebhookURL != "" {
+		u, err := url.Parse(o.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("Options.WebhookURL must be an absolute http(s) URL, got %q", o.WebhookURL)
+		}
+	}
+	if o.WebhookSecret != "" {
+		if _, err := svix.NewWebhook(o.WebhookSecret); err != nil {
+			// The decode error names a byte offset, never the secret.
+			return fmt.Errorf("Options.WebhookSecret must be whsec_ followed by base64: %w", err)
+		}
+	}
+	return nil
+}
+
+// Sim is a fake Seam workspace. Its methods are safe for concurrent use.
+type Sim struct {
+	o                  Options
+	signer             *svix.Webhook // nil: no webhooks
+	client             *http.Client
+	transport          *http.Transport
+	systemID           string // every encoder and credential is in one access system
+	connectedAccountID string
+
+	ctx       context.Context // cancelled by Close; aborts webhook POSTs
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // timer callbacks not yet finished
+	delivered atomic.Int64
+
+	mu       sync.Mutex
+	closed   bool
+	timers   map[*time.Timer]struct{}
+	encoders map[string]*encoder
+	encOrder []string
+	creds    map[string]*credential
+	methods  map[string]*accessMethod
+	attempts map[string]*seam.ActionAttempt
+	calls    map[string]int
+	fail     map[string][]failure
+	down     bool
+	next     knobs
+}
+
+// knobs shape the next encode.
+type knobs struct {
+	drop, duplicate, early, hold bool
+	delay                        time.Duration
+}
+
+type failure struct {
+	status     int
+	retryAfter time.Duration
+}
+
+type encoder struct {
+	id        string
+	createdAt time.Time
+	failNext  string // error type of the next encode on it; "" = succeed
+}
+
+type credential struct {
+	id         string
+	createdAt  time.Time
+	issued     bool
+	issuedAt   *time.Time
+	cardNumber *string
+}
+
+type accessMethod struct {
+	id      string
+	grantID string
+	issued  bool
+	cred    *credential // what an encode of it writes, and its result
+}
+
+// New validates o and returns a Sim with no encoders, credentials or
+// access methods. Close it to stop its timers and deliveries.
+func New(o Options) (*Sim, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.WorkspaceID == "" {
+		o.WorkspaceID = uuid.NewString()
+	}
+	if o.EncodeDelay == 0 {
+		o.EncodeDelay = DefaultEncodeDelay
+	}
+	if o.RetryDelays == nil {
+		o.RetryDelays = DefaultRetryDelays()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Sim{
+		o:                  o,
+		systemID:           uuid.NewString(),
+		connectedAccountID: uuid.NewString(),
+		timers:             map[*time.Timer]struct{}{},
+		encoders:           map[string]*encoder{},
+		creds:              map[string]*credential{},
+		methods:            map[string]*accessMethod{},
+		attempts:           map[string]*seam.ActionAttempt{},
+		calls:              map[string]int{},
+		fail:               map[string][]failure{},
+	}
+	if o.WebhookURL != "" {
+		s.signer, _ = svix.NewWebhook(o.WebhookSecret) // checked by Validate
+	}
+	s.transport = http.DefaultTransport.(*http.Transport).Clone()
+	// Svix gives a receiver 15s to answer.
+	s.client = &http.Client{Transport: s.transport, Timeout: 15 * time.Second}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Close stops pending encodes and webhook deliveries, aborts POSTs in
+// flight and waits for them to end. Requests answered after Close still
+// work but schedule nothing. Close may be called more than once.
+func (s *Sim) Close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		s.cancel()
+		for t := range s.timers {
+			if t.Stop() {
+				s.wg.Done() // its callback will never run
+			}
+			delete(s.timers, t)
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.transport.CloseIdleConnections()
+}
+
+// after runs fn in its own goroutine after d, unless Close comes first. It
+// reports whether fn was scheduled.
+func (s *Sim) after(d time.Duration, fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		defer s.wg.Done()
+		s.mu.Lock() // after holds mu until t is set and recorded
+		delete(s.timers, t)
+		closed := s.closed
+		s.mu.Unlock()
+		if !closed {
+			fn()
+		}
+	})
+	s.timers[t] = struct{}{}
+	return true
+}
+
+func (s *Sim) now() time.Time { return s.o.Now().UTC().Truncate(time.Millisecond) }
+
+// AddEncoder registers an encoder (a no-op if it exists).
+func (s *Sim) AddEncoder(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addEncoderLocked(id)
+}
+
+// AddCredential registers a card acs_credential that is not issued yet (a
+// no-op if it exists).
+func (s *Sim) AddCredential(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addCredentialLocked(id)
+}
+
+// AddAccessMethod registers a card access method, with one access grant and
+// the credential its encode will produce (a no-op if it exists).
+func (s *Sim) AddAccessMethod(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addMethodLocked(id)
+}
+
+func (s *Sim) addEncoderLocked(id string) *encoder {
+	if e, ok := s.encoders[id]; ok {
+		return e
+	}
+	e := &encoder{id: id, createdAt: s.now()}
+	s.encoders[id] = e
+	s.encOrder = append(s.encOrder, id)
+	return e
+}
+
+func (s *Sim) addCredentialLocked(id string) *credential {
+	if c, ok := s.creds[id]; ok {
+		return c
+	}
+	c := &credential{id: id, createdAt: s.now()}
+	s.creds[id] = c
+	return c
+}
+
+func (s *Sim) addMethodLocked(id string) *accessMethod {
+	if m, ok := s.methods[id]; ok {
+		return m
+	}
+	m := &accessMethod{id: id, grantID: uuid.NewString(), cred: s.addCredentialLocked(uuid.NewString())}
+	s.methods[id] = m
+	return m
+}
+
+// Calls is how many requests reached path (for example
+// "/action_attempts/get"), failed ones included.
+func (s *Sim) Calls(path string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[path]
+}
+
+// Delivered is how many webhook POSTs were answered 2xx.
+func (s *Sim) Delivered() int { return int(s.delivered.Load()) }
+
+// DropNextWebhook makes the next encode succeed without a webhook.
+func (s *Sim) DropNextWebhook() { s.setKnob(func(k *knobs) { k.drop = true }) }
+
+// DuplicateNextWebhook makes the next encode's webhook arrive twice: two
+// messages with different svix-ids and the same event_id.
+func (s *Sim) DuplicateNextWebhook() { s.setKnob(func(k *knobs) { k.duplicate = true }) }
+
+// DelayNextWebhook sends the next encode's webhook d after its attempt
+// succeeded.
+func (s *Sim) DelayNextWebhook(d time.Duration) { s.setKnob(func(k *knobs) { k.delay = d }) }
+
+// WebhookBeforeResponse makes the next encode succeed at once and deliver
+// its webhook (first try) before the encode's HTTP answer is written. The
+// answer still shows the attempt pending, as it was when accepted.
+func (s *Sim) WebhookBeforeResponse() { s.setKnob(func(k *knobs) { k.early = true }) }
+
+// HoldNextEncode keeps the next encode's attempt pending for ever.
+func (s *Sim) HoldNextEncode() { s.setKnob(func(k *knobs) { k.hold = true }) }
+
+func (s *Sim) setKnob(f func(*knobs)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.next)
+}
+
+// FailNext makes the next request to path answer status with an error
+// envelope, and a Retry-After header (whole seconds, rounded up) when
+// retryAfter > 0. Calls queue: two calls fail the next two requests.
+func (s *Sim) FailNext(path string, status int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail[path] = append(s.fail[path], failure{status, retryAfter})
+}
+
+// SetDown makes every API request answer 503 (type "service_unavailable")
+// while down is true. Scheduled encodes and webhooks carry on.
+func (s *Sim) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
