@@ -213,13 +213,13 @@ func (c *Client) once(ctx context.Context, path string, payload []byte, out any)
 	c.duration.WithLabelValues(path).Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.requests.WithLabelValues(path, "error").Inc()
-		return 0, fmt.Errorf("%w: POST %s: %v", ErrUnavailable, path, err)
+		return 0, fmt.Errorf("%w: POST %s: %w", ErrUnavailable, path, err)
 	}
 	defer resp.Body.Close()
 	c.requests.WithLabelValues(path, strconv.Itoa(resp.StatusCode)).Inc()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return 0, fmt.Errorf("%w: POST %s: reading the answer: %v", ErrUnavailable, path, err)
+		return 0, fmt.Errorf("%w: POST %s: reading the answer: %w", ErrUnavailable, path, err)
 	}
 	if resp.StatusCode/100 == 2 {
 		if err := json.Unmarshal(raw, out); err != nil {

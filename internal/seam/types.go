@@ -43,6 +43,9 @@ func (a ActionAttempt) Credential() (Credential, error) {
 	if err := json.Unmarshal(a.Result, &c); err != nil {
 		return c, fmt.Errorf("action attempt %s result: %w", a.ActionAttemptID, err)
 	}
+	if c.AcsCredentialID == "" {
+		return c, fmt.Errorf("action attempt %s result is not a credential", a.ActionAttemptID)
+	}
 	return c, nil
 }
 
