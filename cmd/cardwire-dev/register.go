@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 
 	"github.com/google/uuid"
 )
@@ -25,30 +23,17 @@ func registerCmd(ctx context.Context, args []string, getenv func(string) string,
 	if *credential == "" {
 		*credential = uuid.NewString()
 	}
-	body, err := json.Marshal(map[string]string{
+	bearer := ""
+	if tok := getenv("WORKER_API_TOKEN"); tok != "" {
+		bearer = "Bearer " + tok
+	}
+	var rec json.RawMessage
+	if err := post(ctx, *url, bearer, map[string]string{
 		"workspace_id": *workspace, "acs_encoder_id": *encoder,
 		"acs_credential_id": *credential, "action_attempt_id": uuid.NewString(),
-	})
-	if err != nil {
-		return err
+	}, &rec); err != nil {
+		return fmt.Errorf("%w (is make run up?)", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if tok := getenv("WORKER_API_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w (is make run up?)", *url, err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	fmt.Fprintf(stdout, "%s\n%s", resp.Status, answer)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("worker answered %s", resp.Status)
-	}
+	fmt.Fprintf(stdout, "%s\n", rec)
 	return nil
 }

@@ -42,20 +42,7 @@ func newStack(tb testing.TB) *stack {
 	srv := natstest.RunJetStream(tb)
 	ctx := context.Background()
 
-	// The receiver.
-	_, rjs := natstest.Connect(tb, srv.ClientURL())
-	require.NoError(tb, streams.EnsureEventsStream(ctx, rjs, streams.DefaultEventsStreamOptions()))
-	key := make([]byte, 24)
-	_, _ = rand.Read(key)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
-	require.NoError(tb, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, rjs, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(tb, err)
-	receiver := httptest.NewServer(rc.Routes())
-	tb.Cleanup(receiver.Close)
+	receiver, secret := startReceiver(tb, srv)
 
 	// The worker.
 	_, wjs := natstest.Connect(tb, srv.ClientURL())
@@ -84,6 +71,26 @@ func newStack(tb testing.TB) *stack {
 	})
 	require.NoError(tb, err)
 	return &stack{receiver: receiver, api: api, secret: secret, outcomes: outcomes}
+}
+
+// startReceiver runs the webhook receiver on its own connection, creating
+// SEAM_EVENTS, and returns its server and webhook secret.
+func startReceiver(tb testing.TB, srv *natstest.Server) (*httptest.Server, string) {
+	tb.Helper()
+	_, js := natstest.Connect(tb, srv.ClientURL())
+	require.NoError(tb, streams.EnsureEventsStream(context.Background(), js, streams.DefaultEventsStreamOptions()))
+	key := make([]byte, 24)
+	_, _ = rand.Read(key)
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
+	require.NoError(tb, err)
+	ro := events.DefaultOptions()
+	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
+	rc, err := events.NewReceiver(ro)
+	require.NoError(tb, err)
+	receiver := httptest.NewServer(rc.Routes())
+	tb.Cleanup(receiver.Close)
+	return receiver, secret
 }
 
 func (s *stack) register(tb testing.TB, cred string) string {

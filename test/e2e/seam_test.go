@@ -3,8 +3,6 @@ package e2e_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -57,21 +55,9 @@ func newSeamStack(t *testing.T, strict bool) *seamStack {
 	srv := natstest.RunJetStream(t)
 	ctx := t.Context()
 	_, js := natstest.Connect(t, srv.ClientURL())
-	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
+	receiver, secret := startReceiver(t, srv)
 	_, err := streams.EnsureWorker(ctx, js, streams.DefaultWorkerOptions())
 	require.NoError(t, err)
-
-	key := make([]byte, 24)
-	_, _ = rand.Read(key)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
-	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
-	require.NoError(t, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(t, err)
-	receiver := httptest.NewServer(rc.Routes())
-	t.Cleanup(receiver.Close)
 
 	sim, err := seamsim.New(seamsim.Options{
 		APIKey: simKey, WorkspaceID: ws, WebhookURL: receiver.URL + events.Path, WebhookSecret: secret,
