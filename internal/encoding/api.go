@@ -265,7 +265,7 @@ func (a *api) mapError(err error) *httpapi.Error {
 	case errors.As(err, &start):
 		status := http.StatusBadGateway
 		switch start.Err.Status {
-		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict:
+		case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusTooManyRequests:
 			status = start.Err.Status
 		}
 		return &httpapi.Error{Status: status, Type: start.Err.Type,

@@ -76,6 +76,11 @@ func (s *Service) onDeadline(ctx context.Context, id string, delivered uint64) (
 	now := s.o.Now()
 	if rec.Status.Terminal() {
 		s.metrics.deadlines.WithLabelValues(deadlineAlreadyFinal).Inc()
+		if rec.ResolvedBy == ResolvedByReconcile || rec.ResolvedBy == ResolvedByDeadline {
+			// This timer settled it and may have failed to publish before it
+			// was acked: publish again (dropped as a duplicate otherwise).
+			return 0, s.republish(ctx, rec)
+		}
 		return 0, nil
 	}
 	if wait := rec.Deadline.Sub(now); wait > 0 {
@@ -210,8 +215,12 @@ func (s *Service) onEnrich(ctx context.Context, id string, delivered uint64) (ti
 	if err != nil {
 		return 0, err
 	}
-	if rec.Status != StatusIssued || rec.CardNumber != "" || rec.AcsCredentialID == "" || s.o.Seam == nil {
+	if rec.Status != StatusIssued || rec.AcsCredentialID == "" || s.o.Seam == nil {
 		return 0, nil
+	}
+	if rec.CardNumber != "" {
+		// Stored by an earlier try whose publish may have failed.
+		return 0, publishOutcomeID(ctx, s.o.Publisher, rec, rec.EncodingID+":issued:card")
 	}
 	cred, err := s.fetchCard(ctx, rec.AcsCredentialID)
 	if err != nil {
@@ -317,6 +326,12 @@ func (t *Timers) handle(msg jetstream.Msg) {
 	delivered := uint64(1)
 	if meta, err := msg.Metadata(); err == nil {
 		delivered = meta.NumDelivered
+	}
+	// Not due yet (every timer is delivered at once when published): back
+	// to the stream until it is, without touching the bucket.
+	if wait := tm.Due.Sub(t.svc.o.Now()); wait > 0 {
+		_ = msg.NakWithDelay(wait)
+		return
 	}
 	var again time.Duration
 	var err error

@@ -252,6 +252,15 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 			return prev, true, err
 		}
 	}
+	// The deadline timer goes first: once the record exists, a lost webhook
+	// can never leave it pending for ever. A timer whose record was never
+	// written finds nothing at its deadline and is dropped.
+	if err := s.schedule(ctx, rec.EncodingID, timerDeadline, rec.Deadline); err != nil {
+		if idempotencyKey != "" {
+			_ = s.o.Bucket.Delete(context.WithoutCancel(ctx), idemKey(rec.WorkspaceID, idempotencyKey))
+		}
+		return Record{}, false, err
+	}
 	if err := s.store.Register(ctx, rec); err != nil {
 		if idempotencyKey != "" {
 			_ = s.o.Bucket.Delete(context.WithoutCancel(ctx), idemKey(rec.WorkspaceID, idempotencyKey))
@@ -263,8 +272,14 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 		Str("to", string(StatusPending)).Msg("encoding registered")
 	s.metrics.transitions.WithLabelValues(string(StatusPending)).Inc()
 	rec, err = s.afterRegister(ctx, rec)
-	if err != nil || !starting || rec.Status.Terminal() {
+	if !starting || rec.Status.Terminal() {
 		return rec, false, err
+	}
+	if err != nil {
+		// The record and its deadline exist; a missing pending outcome or
+		// early-area scan is no reason not to encode (and a retry would not
+		// encode: it would replay this record).
+		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("registration partly failed; starting the encode anyway")
 	}
 	rec, err = s.start(ctx, rec)
 	return rec, false, err
@@ -277,8 +292,8 @@ func (s *Service) Register(ctx context.Context, req RegisterRequest, idempotency
 func (s *Service) afterRegister(ctx context.Context, rec Record) (Record, error) {
 	var errs []error
 	if !rec.Status.Terminal() {
-		// The deadline first: without it a lost webhook would leave the
-		// encoding pending for ever.
+		// Again on a replay (a no-op inside the timer stream's window), in
+		// case the first request stopped before its timer was stored.
 		if err := s.schedule(ctx, rec.EncodingID, timerDeadline, rec.Deadline); err != nil {
 			errs = append(errs, err)
 		}

@@ -30,6 +30,9 @@ const (
 // second encode could write a second card. If Seam does not answer, the
 // record stays pending without an attempt id and the deadline settles it.
 func (s *Service) start(ctx context.Context, rec Record) (Record, error) {
+	// The caller hanging up must not abandon an encode half-way; the Seam
+	// client bounds the call.
+	ctx = context.WithoutCancel(ctx)
 	var attempt seam.ActionAttempt
 	var err error
 	if rec.AccessMethodID != "" {
@@ -39,27 +42,31 @@ func (s *Service) start(ctx context.Context, rec Record) (Record, error) {
 	}
 	var apiErr *seam.APIError
 	switch {
-	case err == nil:
-	case errors.As(err, &apiErr) && !apiErr.Temporary():
+	case err == nil && attempt.ActionAttemptID == "":
+		err = errors.New("seam answered without an action_attempt_id")
+		fallthrough
+	case err != nil && !errors.As(err, &apiErr), err != nil && apiErr.Status >= 500:
+		// No usable answer, or a 5xx: the encode may or may not have
+		// started, so it is not sent again; the deadline settles it.
+		s.metrics.starts.WithLabelValues(startUnknown).Inc()
+		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("encode call got no usable answer; the deadline will settle it")
+		return rec, nil
+	case err != nil:
+		// A 4xx (429 included): Seam did not start it.
 		s.metrics.starts.WithLabelValues(startRejected).Inc()
-		failErr := s.finish(context.WithoutCancel(ctx), rec.EncodingID, "", func(r *Record) {
+		failErr := s.finish(ctx, rec.EncodingID, "", func(r *Record) {
 			r.Status, r.ResolvedBy = StatusFailed, ResolvedByReconcile
 			r.Error = &RecordError{Type: apiErr.Type, Message: apiErr.Message}
 		})
-		latest, _, getErr := s.store.Get(context.WithoutCancel(ctx), rec.EncodingID)
+		latest, _, getErr := s.store.Get(ctx, rec.EncodingID)
 		if getErr == nil {
 			rec = latest
 		}
 		return rec, errors.Join(&StartError{Record: rec, Err: apiErr}, failErr)
-	default:
-		// No answer, or 429/5xx: the encode may or may not have started.
-		s.metrics.starts.WithLabelValues(startUnknown).Inc()
-		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("encode call got no usable answer; the deadline will settle it")
-		return rec, nil
 	}
 	s.metrics.starts.WithLabelValues(startStarted).Inc()
-	updated, _, err := s.store.Update(context.WithoutCancel(ctx), rec.EncodingID, func(r Record) (Record, bool) {
-		if r.ActionAttemptID != "" {
+	updated, _, err := s.store.Update(ctx, rec.EncodingID, func(r Record) (Record, bool) {
+		if r.ActionAttemptID != "" || r.Status.Terminal() {
 			return r, false
 		}
 		r.ActionAttemptID = attempt.ActionAttemptID
@@ -68,16 +75,16 @@ func (s *Service) start(ctx context.Context, rec Record) (Record, error) {
 	if err != nil {
 		return rec, err
 	}
-	if err := s.store.put(context.WithoutCancel(ctx), attemptKey(rec.WorkspaceID, attempt.ActionAttemptID), rec.EncodingID); err != nil {
+	if err := s.store.put(ctx, attemptKey(rec.WorkspaceID, attempt.ActionAttemptID), rec.EncodingID); err != nil {
 		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("action attempt index not written")
 	}
 	s.log.Info().Str("encoding_id", rec.EncodingID).Str("action_attempt_id", attempt.ActionAttemptID).Msg("encode started at Seam")
 	if attempt.Status == seam.AttemptError && attempt.Error != nil {
 		e := RecordError{Type: attempt.Error.Type, Message: attempt.Error.Message}
-		_ = s.finish(context.WithoutCancel(ctx), rec.EncodingID, "", func(r *Record) {
+		_ = s.finish(ctx, rec.EncodingID, "", func(r *Record) {
 			r.Status, r.ResolvedBy, r.Error = StatusFailed, ResolvedByReconcile, &e
 		})
-		if latest, _, err := s.store.Get(context.WithoutCancel(ctx), rec.EncodingID); err == nil {
+		if latest, _, err := s.store.Get(ctx, rec.EncodingID); err == nil {
 			updated = latest
 		}
 	}

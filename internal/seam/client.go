@@ -223,8 +223,9 @@ func (c *Client) once(ctx context.Context, path string, payload []byte, out any)
 	}
 	if resp.StatusCode/100 == 2 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return 0, &APIError{Status: resp.StatusCode, Type: "invalid_response", Message: "undecodable success body: " + err.Error(),
-				RequestID: resp.Header.Get("seam-request-id")}
+			// Seam did act (2xx); we just cannot read what it said.
+			return 0, fmt.Errorf("%w: POST %s: undecodable success body (seam-request-id %s): %w",
+				ErrUnavailable, path, resp.Header.Get("seam-request-id"), err)
 		}
 		return 0, nil
 	}

@@ -87,6 +87,9 @@ type WorkerOptions struct {
 	OutcomesMaxAge time.Duration
 	// OutcomesDuplicates is the outcome stream's dedupe window.
 	OutcomesDuplicates time.Duration
+	// TimerDuplicates is the timer stream's dedupe window: one timer per
+	// encoding, so it must outlast the longest an encoding stays pending.
+	TimerDuplicates time.Duration
 	// AckWait is how long a delivered event may stay unacknowledged before
 	// it is redelivered (to any worker).
 	AckWait time.Duration
@@ -106,6 +109,7 @@ func DefaultWorkerOptions() WorkerOptions {
 		RecordTTL:          30 * 24 * time.Hour,
 		OutcomesMaxAge:     7 * 24 * time.Hour,
 		OutcomesDuplicates: 30 * time.Minute,
+		TimerDuplicates:    2 * time.Hour,
 		AckWait:            30 * time.Second,
 		MaxDeliver:         8,
 	}
@@ -116,7 +120,7 @@ func (o WorkerOptions) Validate() error {
 	switch {
 	case o.Replicas < 1 || o.Replicas > 5:
 		return fmt.Errorf("WorkerOptions.Replicas must be between 1 and 5, got %d", o.Replicas)
-	case o.RecordTTL <= 0 || o.OutcomesMaxAge <= 0 || o.OutcomesDuplicates <= 0 || o.AckWait <= 0:
+	case o.RecordTTL <= 0 || o.OutcomesMaxAge <= 0 || o.OutcomesDuplicates <= 0 || o.TimerDuplicates <= 0 || o.AckWait <= 0:
 		return errors.New("WorkerOptions durations must be positive")
 	case o.MaxDeliver < 2:
 		return errors.New("WorkerOptions.MaxDeliver must be at least 2")
@@ -161,7 +165,7 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (Owned
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
 		MaxAge:      o.RecordTTL,
-		Duplicates:  o.OutcomesDuplicates,
+		Duplicates:  o.TimerDuplicates,
 	}); err != nil {
 		return Owned{}, fmt.Errorf("create or update stream %s: %w", TimersStream, err)
 	}

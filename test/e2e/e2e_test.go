@@ -108,11 +108,15 @@ func (s *stack) register(tb testing.TB, cred string) string {
 
 // webhook signs an acs_credential.issued event with the svix library and
 // posts it to the receiver, returning the status.
-func (s *stack) webhook(cred string) (int, error) {
+func (s *stack) webhook(cred string) (int, error) { return sendIssued(s.receiver.URL, s.secret, cred) }
+
+// sendIssued signs an acs_credential.issued event with the svix library and
+// posts it to the receiver at url, returning the status.
+func sendIssued(url, secret, cred string) (int, error) {
 	now := time.Now()
 	body := fmt.Sprintf(`{"event_id":%q,"event_type":"acs_credential.issued","workspace_id":%q,"created_at":%q,"occurred_at":%q,"acs_credential_id":%q,"acs_system_id":%q}`,
 		uuid.NewString(), ws, now.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), cred, uuid.NewString())
-	wh, err := svix.NewWebhook(s.secret)
+	wh, err := svix.NewWebhook(secret)
 	if err != nil {
 		return 0, err
 	}
@@ -121,7 +125,7 @@ func (s *stack) webhook(cred string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequest(http.MethodPost, s.receiver.URL+events.Path, bytes.NewReader([]byte(body)))
+	req, err := http.NewRequest(http.MethodPost, url+events.Path, bytes.NewReader([]byte(body)))
 	if err != nil {
 		return 0, err
 	}

@@ -34,6 +34,7 @@ type seamStack struct {
 	sim      *seamsim.Sim
 	simURL   string
 	receiver *httptest.Server
+	secret   string
 	js       jetstream.JetStream
 	outcomes *outcomes
 }
@@ -68,7 +69,7 @@ func newSeamStack(t *testing.T, strict bool) *seamStack {
 	simSrv := httptest.NewServer(sim.Handler())
 	t.Cleanup(simSrv.Close)
 
-	s := &seamStack{nats: srv, sim: sim, simURL: simSrv.URL, receiver: receiver, js: js, outcomes: &outcomes{changed: make(chan struct{})}}
+	s := &seamStack{nats: srv, sim: sim, simURL: simSrv.URL, receiver: receiver, secret: secret, js: js, outcomes: &outcomes{changed: make(chan struct{})}}
 	s.outcomes.follow(t, js)
 	return s
 }
@@ -313,6 +314,23 @@ func TestIdempotencyKeyNeverStartsASecondEncode(t *testing.T) {
 	require.Equal(t, 1, s.sim.Calls("/acs/encoders/encode_credential"))
 }
 
+// A webhook after the deadline expired the encoding is a conflict: the state
+// stays expired.
+func TestWebhookAfterExpiryIsAConflict(t *testing.T) {
+	s := newSeamStack(t, false)
+	w := s.worker(t, workerOpts{confirm: 200 * time.Millisecond, maxAge: 400 * time.Millisecond})
+	s.sim.HoldNextEncode() // Seam keeps it pending: no webhook until we send one
+	_, rec, _ := w.start(t, uuid.NewString(), uuid.NewString(), "")
+	require.Equal(t, encoding.StatusExpired, w.final(t, rec.EncodingID).Status)
+
+	status, err := sendIssued(s.receiver.URL, s.secret, rec.AcsCredentialID)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNoContent, status)
+	require.Eventually(t, func() bool { return w.metric("cardwire_worker_events_total", "result", "conflict") == 1 },
+		10*time.Second, 10*time.Millisecond)
+	require.Equal(t, encoding.StatusExpired, w.final(t, rec.EncodingID).Status)
+}
+
 func TestSeamRejectsTheEncode(t *testing.T) {
 	s := newSeamStack(t, true) // strict: unknown encoder → 404
 	w := s.worker(t, workerOpts{})
@@ -341,6 +359,8 @@ func TestDeadlineSurvivesAWorkerRestart(t *testing.T) {
 	require.Equal(t, encoding.StatusIssued, got.Status)
 	require.Equal(t, encoding.ResolvedByReconcile, got.ResolvedBy)
 	require.Equal(t, 1, s.sim.Calls("/action_attempts/get"), "the deadline fired once")
+	fired := max(first.metric("cardwire_worker_deadlines_total"), 0) + max(second.metric("cardwire_worker_deadlines_total"), 0)
+	require.EqualValues(t, 1, fired, "one deadline handled across both workers")
 }
 
 func simFail(t *testing.T, s *seamStack, encoder, code string) {
