@@ -4,13 +4,22 @@ PKG      ?= ./...
 T        ?= .
 FUZZTIME ?= 10s
 BIN      := bin
+VERSION  ?= dev
+IMAGE_PREFIX ?= ghcr.io/cardwire
 
-.PHONY: build test test-only lint bench fuzz run demo send register tail outcomes clean
+.PHONY: image build test test-only lint bench fuzz run demo send register tail outcomes clean
 
 ## build: compile every binary into ./bin (the NATS server included, for make run)
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=$(VERSION)" -o $(BIN)/ ./cmd/...
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+## image: container images of the receiver and the worker (needs a running Docker engine)
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (docker info failed); start one, or build on a machine that has one"; exit 1; }
+	for b in webhook-receiver worker; do \
+	  docker build --build-arg BINARY=$$b --build-arg VERSION=$(VERSION) -t $(IMAGE_PREFIX)/$$b:$(VERSION) . || exit 1; \
+	done
 
 ## test: lint, then every test with the race detector (fuzz seeds included); PKG= and T= narrow it
 test: lint test-only

@@ -63,7 +63,7 @@ func (c cfg) options() seamsim.Options {
 // run serves the simulator until ctx is cancelled or the listener fails,
 // then stops HTTP first and the simulator's timers and deliveries after.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if err := lifecycle.ParseArgs("seam-sim", args, stdout); err != nil {
+	if exit, err := lifecycle.ParseArgs("seam-sim", args, stdout); exit {
 		return err
 	}
 	env := &config.Env{Getenv: getenv}
@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.Join(fmt.Errorf("SEAM_SIM_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
 	}
 	stopper.OnStop("api http", srv.Shutdown)
-	log.Info().Str("webhook_url", c.WebhookURL).Str("workspace_id", c.WorkspaceID).
+	log.Info().Str("version", lifecycle.Version()).Str("webhook_url", c.WebhookURL).Str("workspace_id", c.WorkspaceID).
 		Dur("encode_delay", c.EncodeDelay).Msg("seam-sim started")
 
 	var runErr error

@@ -26,7 +26,7 @@ const headerRoom = 4 << 10
 // fails, then shuts down: public HTTP first (in-flight webhooks get their
 // answer), then the NATS connection is drained, then the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if err := lifecycle.ParseArgs("webhook-receiver", args, stdout); err != nil {
+	if exit, err := lifecycle.ParseArgs("webhook-receiver", args, stdout); exit {
 		return err
 	}
 
@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.Join(fmt.Errorf("RECEIVER_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
 	}
 	stopper.OnStop("public http", publicSrv.Shutdown)
-	log.Info().Int("secrets", len(secrets)).Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
+	log.Info().Str("version", lifecycle.Version()).Int("secrets", len(secrets)).Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
 
 	var runErr error
 	select {

@@ -23,7 +23,7 @@ import (
 // fails, then shuts down in reverse order: the API, the consumer (events in
 // hand finish and are acked), the pending watch, NATS, the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if err := lifecycle.ParseArgs("worker", args, stdout); err != nil {
+	if exit, err := lifecycle.ParseArgs("worker", args, stdout); exit {
 		return err
 	}
 
@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fail(fmt.Errorf("WORKER_API_ADDR: %w", err))
 	}
 	stopper.OnStop("api http", apiSrv.Shutdown)
-	log.Info().Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
+	log.Info().Str("version", lifecycle.Version()).Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
 
 	var runErr error
 	select {

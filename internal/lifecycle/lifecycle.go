@@ -139,19 +139,35 @@ func Retry(ctx context.Context, interval time.Duration, attempt func(ctx context
 	}
 }
 
-// ParseArgs accepts no arguments but -h: every setting is an environment
-// variable.
-func ParseArgs(name string, args []string, stdout io.Writer) error {
+// version is stamped at build time:
+// -ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=v1.2.3".
+var version = "dev"
+
+// Version is the build's version ("dev" when not stamped).
+func Version() string { return version }
+
+// ParseArgs accepts no arguments but -h and -version: every setting is an
+// environment variable. exit is true when a flag asked for output only (the
+// caller returns err, nil for those).
+func ParseArgs(name string, args []string, stdout io.Writer) (exit bool, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: %s\n\nConfigured through environment variables; see the README.\n", name)
+		fmt.Fprintf(stdout, "usage: %s [-version]\n\nConfigured through environment variables; see the README.\n", name)
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return true, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	return nil
+	if *showVersion {
+		_, err := fmt.Fprintf(stdout, "%s %s\n", name, version)
+		return true, err
+	}
+	return false, nil
 }

@@ -3,6 +3,7 @@ package lifecycle_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,4 +38,29 @@ func TestCancelOnShutdownEndsLongRequests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, srv.Shutdown(ctx), "Shutdown returned because the request ended, not because its budget ran out")
+}
+
+func TestParseArgs(t *testing.T) {
+	testCases := []struct {
+		Name    string
+		Args    []string
+		Exit    bool
+		WantErr bool
+		Out     string
+	}{
+		{Name: "none", Args: nil},
+		{Name: "version", Args: []string{"-version"}, Exit: true, Out: "svc dev\n"},
+		{Name: "help", Args: []string{"-h"}, Exit: true, Out: "usage: svc"},
+		{Name: "unknown flag", Args: []string{"-port=1"}, Exit: true, WantErr: true},
+		{Name: "stray argument", Args: []string{"serve"}, Exit: true, WantErr: true},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			var out strings.Builder
+			exit, err := lifecycle.ParseArgs("svc", c.Args, &out)
+			require.Equal(t, c.Exit, exit)
+			require.Equal(t, c.WantErr, err != nil, "err %v", err)
+			require.Contains(t, out.String(), c.Out)
+		})
+	}
 }

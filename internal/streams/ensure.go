@@ -175,7 +175,7 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (Owned
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 10000,
+		MaxAckPending: 100000,
 	})
 	if err != nil {
 		return Owned{}, fmt.Errorf("create or update consumer %s on %s: %w", TimersConsumer, TimersStream, err)

@@ -1,0 +1,22 @@
+# One Dockerfile for every cardwire binary: build with
+#   docker build --build-arg BINARY=webhook-receiver -t cardwire/webhook-receiver .
+#   docker build --build-arg BINARY=worker -t cardwire/worker .
+# (`make image` builds both.) The result is a static binary on distroless,
+# running as the nonroot user, with CA certificates and no shell.
+ARG GO_VERSION=1.26
+
+FROM golang:${GO_VERSION} AS build
+ARG BINARY=webhook-receiver
+ARG VERSION=dev
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+      -ldflags "-s -w -X github.com/cardwire/cardwire/internal/lifecycle.version=${VERSION}" \
+      -o /out/app ./cmd/${BINARY}
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/app /app
+USER nonroot:nonroot
+ENTRYPOINT ["/app"]
