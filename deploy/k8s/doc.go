@@ -1,0 +1,8 @@
+// Package k8s holds cardwire's Kubernetes manifests (kustomize base, overlays,
+// and the NATS cluster). It has no code; its tests render every kustomization
+// with the kustomize library, decode each object strictly into its
+// Kubernetes type, and check the properties the README promises: probes on
+// the admin paths, only /webhooks/seam public, hardened non-root containers,
+// secrets read from files, ports that match the binaries, and alerts on
+// metrics that exist.
+package k8s
