@@ -288,7 +288,7 @@ func (t *Timers) Start() error {
 			defer t.wg.Done()
 			t.handle(msg)
 		}()
-	}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(64), jetstream.PullHeartbeat(consumeHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		t.log.Warn().Err(err).Msg("consume timers")
 	}))
 	if err != nil {

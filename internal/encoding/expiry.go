@@ -42,7 +42,7 @@ func (s *Service) CountUnmatched(ctx context.Context, js jetstream.JetStream, lo
 				Msg("early event expired with no encoding registered")
 		}
 		_ = msg.Ack()
-	})
+	}, jetstream.PullHeartbeat(consumeHeartbeat))
 }
 
 // earlyEventType reads the event type from an early-area subject:

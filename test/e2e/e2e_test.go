@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,23 +48,7 @@ func newStack(tb testing.TB) *stack {
 
 	// The worker.
 	_, wjs := natstest.Connect(tb, srv.ClientURL())
-	owned, err := streams.EnsureWorker(ctx, wjs, streams.DefaultWorkerOptions())
-	require.NoError(tb, err)
-	bucket, cons := owned.Bucket, owned.Events
-	so := encoding.DefaultServiceOptions()
-	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, wjs, prometheus.NewRegistry(), zerolog.Nop()
-	svc, err := encoding.NewService(so)
-	require.NoError(tb, err)
-	proc, err := encoding.NewProcessor(encoding.ProcessorOptions{
-		Service: svc, Consumer: cons, Publisher: wjs, MaxDeliver: 8, Concurrency: 8, HandleTimeout: 5 * time.Second,
-	})
-	require.NoError(tb, err)
-	require.NoError(tb, proc.Start())
-	tb.Cleanup(func() { _ = proc.Stop(context.Background()) })
-	h, err := encoding.Routes(encoding.APIOptions{Service: svc, Log: zerolog.Nop(), MaxWait: time.Minute, MaxStream: time.Minute})
-	require.NoError(tb, err)
-	api := httptest.NewServer(h)
-	tb.Cleanup(api.Close)
+	api := startWorker(tb, wjs, workerConfig{Owned: streams.DefaultWorkerOptions(), HandleTimeout: 5 * time.Second})
 
 	// A downstream subscriber of the outcomes.
 	_, sjs := natstest.Connect(tb, srv.ClientURL())
@@ -73,15 +59,77 @@ func newStack(tb testing.TB) *stack {
 	return &stack{receiver: receiver, api: api, secret: secret, outcomes: outcomes}
 }
 
+// workerConfig is what a test chooses for a worker; everything else is the
+// default.
+type workerConfig struct {
+	// Owned creates or updates what the worker owns, as WORKER_* and
+	// ENCODINGS_REPLICAS do.
+	Owned streams.WorkerOptions
+	// HandleTimeout bounds one event (WORKER_HANDLE_TIMEOUT).
+	HandleTimeout time.Duration
+	// ConfirmTimeout is each encoding's first deadline; the default when 0.
+	ConfirmTimeout time.Duration
+	// Timers runs the deadline timers too, as cmd/worker does.
+	Timers bool
+}
+
+// startWorker runs a track-only worker on js as cmd/worker wires it: what it
+// owns is created or updated with c.Owned, then the processor on the shared
+// encoding-worker consumer (and the timers, if asked) and the API, served by
+// the returned server.
+func startWorker(tb testing.TB, js jetstream.JetStream, c workerConfig) *httptest.Server {
+	tb.Helper()
+	owned, err := streams.EnsureWorker(context.Background(), js, c.Owned)
+	require.NoError(tb, err)
+	so := encoding.DefaultServiceOptions()
+	so.Bucket, so.Publisher, so.Registerer, so.Log = owned.Bucket, js, prometheus.NewRegistry(), zerolog.Nop()
+	so.OutcomeWindow = c.Owned.OutcomesDuplicates
+	if c.ConfirmTimeout > 0 {
+		so.ConfirmTimeout = c.ConfirmTimeout
+	}
+	svc, err := encoding.NewService(so)
+	require.NoError(tb, err)
+	proc, err := encoding.NewProcessor(encoding.ProcessorOptions{
+		Service: svc, Consumer: owned.Events, Publisher: js, MaxDeliver: c.Owned.MaxDeliver, Concurrency: 8, HandleTimeout: c.HandleTimeout,
+	})
+	require.NoError(tb, err)
+	require.NoError(tb, proc.Start())
+	tb.Cleanup(func() { _ = proc.Stop(context.Background()) })
+	if c.Timers {
+		timers, err := encoding.NewTimers(svc, owned.Timers, zerolog.Nop(), c.HandleTimeout)
+		require.NoError(tb, err)
+		require.NoError(tb, timers.Start())
+		tb.Cleanup(func() { _ = timers.Stop(context.Background()) })
+	}
+	h, err := encoding.Routes(encoding.APIOptions{Service: svc, Log: zerolog.Nop(), MaxWait: time.Minute, MaxStream: time.Minute})
+	require.NoError(tb, err)
+	api := httptest.NewServer(h)
+	tb.Cleanup(api.Close)
+	return api
+}
+
 // startReceiver runs the webhook receiver on its own connection, creating
 // SEAM_EVENTS, and returns its server and webhook secret.
 func startReceiver(tb testing.TB, srv *natstest.Server) (*httptest.Server, string) {
 	tb.Helper()
 	_, js := natstest.Connect(tb, srv.ClientURL())
-	require.NoError(tb, streams.EnsureEventsStream(context.Background(), js, streams.DefaultEventsStreamOptions()))
+	secret := newSecret()
+	return startReceiverOn(tb, js, secret, streams.DefaultEventsStreamOptions()), secret
+}
+
+// newSecret returns a random whsec_ webhook secret.
+func newSecret() string {
 	key := make([]byte, 24)
 	_, _ = rand.Read(key)
-	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	return "whsec_" + base64.StdEncoding.EncodeToString(key)
+}
+
+// startReceiverOn runs the webhook receiver on js with secret, creating or
+// updating SEAM_EVENTS with so as cmd/webhook-receiver does, and returns its
+// server.
+func startReceiverOn(tb testing.TB, js jetstream.JetStream, secret string, so streams.EventsStreamOptions) *httptest.Server {
+	tb.Helper()
+	require.NoError(tb, streams.EnsureEventsStream(context.Background(), js, so))
 	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
 	require.NoError(tb, err)
 	ro := events.DefaultOptions()
@@ -90,20 +138,40 @@ func startReceiver(tb testing.TB, srv *natstest.Server) (*httptest.Server, strin
 	require.NoError(tb, err)
 	receiver := httptest.NewServer(rc.Routes())
 	tb.Cleanup(receiver.Close)
-	return receiver, secret
+	return receiver
 }
 
 func (s *stack) register(tb testing.TB, cred string) string {
 	tb.Helper()
+	id, err := register(context.Background(), http.DefaultClient, s.api.URL, cred)
+	require.NoError(tb, err)
+	return id
+}
+
+// register registers a pending encoding of credential cred (track-only: the
+// caller started it) with the worker API at apiURL and returns its id.
+func register(ctx context.Context, client *http.Client, apiURL, cred string) (string, error) {
 	body := fmt.Sprintf(`{"workspace_id":%q,"acs_encoder_id":%q,"acs_credential_id":%q,"action_attempt_id":%q}`,
 		ws, uuid.NewString(), cred, uuid.NewString())
-	resp, err := http.Post(s.api.URL+"/v1/encodings", "application/json", bytes.NewReader([]byte(body)))
-	require.NoError(tb, err)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/v1/encodings", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
 	defer resp.Body.Close()
-	require.Equal(tb, http.StatusCreated, resp.StatusCode)
+	if resp.StatusCode != http.StatusCreated {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return "", fmt.Errorf("register %s: %s: %s", cred, resp.Status, msg)
+	}
 	var rec encoding.Record
-	require.NoError(tb, json.NewDecoder(resp.Body).Decode(&rec))
-	return rec.EncodingID
+	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil {
+		return "", err
+	}
+	return rec.EncodingID, nil
 }
 
 // webhook signs an acs_credential.issued event with the svix library and
@@ -113,29 +181,50 @@ func (s *stack) webhook(cred string) (int, error) { return sendIssued(s.receiver
 // sendIssued signs an acs_credential.issued event with the svix library and
 // posts it to the receiver at url, returning the status.
 func sendIssued(url, secret, cred string) (int, error) {
-	now := time.Now()
+	return newIssued(cred).post(context.Background(), http.DefaultClient, url, secret)
+}
+
+// delivery is one Seam webhook as Svix delivers it: every attempt carries
+// the same id and body.
+type delivery struct {
+	id      string
+	eventID string
+	body    []byte
+}
+
+// newIssued returns a fresh acs_credential.issued webhook for cred.
+func newIssued(cred string) delivery {
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	eventID := uuid.NewString()
 	body := fmt.Sprintf(`{"event_id":%q,"event_type":"acs_credential.issued","workspace_id":%q,"created_at":%q,"occurred_at":%q,"acs_credential_id":%q,"acs_system_id":%q}`,
-		uuid.NewString(), ws, now.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), cred, uuid.NewString())
+		eventID, ws, now, now, cred, uuid.NewString())
+	return delivery{id: "msg_" + uuid.NewString(), eventID: eventID, body: []byte(body)}
+}
+
+// post makes one delivery attempt to the receiver at url, signed now with
+// the svix library, and returns the status.
+func (d delivery) post(ctx context.Context, client *http.Client, url, secret string) (int, error) {
 	wh, err := svix.NewWebhook(secret)
 	if err != nil {
 		return 0, err
 	}
-	id := "msg_" + uuid.NewString()
-	sig, err := wh.Sign(id, now, []byte(body))
+	now := time.Now()
+	sig, err := wh.Sign(d.id, now, d.body)
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequest(http.MethodPost, url+events.Path, bytes.NewReader([]byte(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+events.Path, bytes.NewReader(d.body))
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("svix-id", id)
+	req.Header.Set("svix-id", d.id)
 	req.Header.Set("svix-timestamp", strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set("svix-signature", sig)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
