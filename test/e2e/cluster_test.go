@@ -34,9 +34,9 @@ import (
 //
 // It checks that every webhook answered 2xx is in SEAM_EVENTS exactly once
 // and nothing else is; that every encoding has exactly one pending and one
-// issued outcome and its record is issued by its own event; that the
-// webhooks sent after the election are accepted; and that the workers get
-// over the loss within seconds.
+// issued outcome and its record is issued by its own event; and that the
+// webhooks sent after the election are accepted. How long settling paused
+// after the loss is logged.
 func TestClusterScaleOut(t *testing.T) {
 	const (
 		encodings = 300
@@ -157,11 +157,10 @@ func TestClusterScaleOut(t *testing.T) {
 	waitIssued(t, ctx, js, ids)
 	issuedAfter := time.Since(stopping)
 	t.Logf("%s: every encoding issued, %s after the node was stopped", since(), issuedAfter.Round(time.Millisecond))
-	// Losing a node pauses settling only briefly: a lost PubAck (the
-	// receiver's 5 s publish timeout), a lost ack (AckWait, 5 s here) and a
-	// lost pull (the worker's 2 s pull heartbeat, missed twice). With
-	// nats.go's default heartbeat every worker could stop for 30 s here.
-	require.Less(t, issuedAfter, 20*time.Second, "encodings settled too slowly after the node was stopped")
+	// How long settling paused is a figure, not a pass/fail bound (speed
+	// lives in benchmarks): a lost PubAck (the receiver's 5 s publish
+	// timeout), a lost ack (AckWait, 5 s here) and a lost pull (the worker's
+	// 2 s pull heartbeat, missed twice) each delay it by seconds.
 	waitSettled(t, ctx, js)
 	t.Logf("%s: consumer %s settled", since(), streams.WorkerConsumer)
 	outcomes := map[string]map[encoding.Status]int{}
