@@ -187,7 +187,7 @@ func TestClusterScaleOut(t *testing.T) {
 // order is kept (DontRandomize) so that clients start spread over the
 // nodes; otherwise the options are broker.Connect's: reconnect for ever and
 // no reconnect buffer, so a publish while reconnecting fails at once.
-func connectNode(t *testing.T, c *natstest.Cluster, first int, name string) jetstream.JetStream {
+func connectNode(t testing.TB, c *natstest.Cluster, first int, name string) jetstream.JetStream {
 	t.Helper()
 	urls := c.ClientURLs()
 	urls = slices.Concat(urls[first:], urls[:first])

@@ -59,6 +59,25 @@ func newStack(tb testing.TB) *stack {
 	return &stack{receiver: receiver, api: api, secret: secret, outcomes: outcomes}
 }
 
+// newClusterStack is newStack on a 3-node cluster as production runs it:
+// SEAM_EVENTS, the bucket and the outcome stream with 3 replicas, and the
+// receiver, the worker and the subscriber each on a different node.
+func newClusterStack(tb testing.TB) *stack {
+	tb.Helper()
+	c := natstest.RunCluster(tb, 3)
+	secret := newSecret()
+	eo := streams.DefaultEventsStreamOptions()
+	eo.Replicas = 3
+	receiver := startReceiverOn(tb, connectNode(tb, c, 0, "receiver"), secret, eo)
+	wo := streams.DefaultWorkerOptions()
+	wo.Replicas = 3
+	api := startWorker(tb, connectNode(tb, c, 1, "worker"), workerConfig{Owned: wo, HandleTimeout: 5 * time.Second})
+	outcomes, err := connectNode(tb, c, 2, "subscriber").OrderedConsumer(context.Background(), streams.OutcomesStream,
+		jetstream.OrderedConsumerConfig{FilterSubjects: []string{"encodings.*.issued"}})
+	require.NoError(tb, err)
+	return &stack{receiver: receiver, api: api, secret: secret, outcomes: outcomes}
+}
+
 // workerConfig is what a test chooses for a worker; everything else is the
 // default.
 type workerConfig struct {
