@@ -18,5 +18,5 @@ RUN CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/app /app
-USER nonroot:nonroot
+USER 65532:65532
 ENTRYPOINT ["/app"]

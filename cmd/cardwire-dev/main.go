@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cardwire/cardwire/internal/lifecycle"
 )
 
 func main() {
@@ -22,7 +24,7 @@ func main() {
 	}
 }
 
-const usage = `usage: cardwire-dev <command> [flags]
+const usage = `usage: cardwire-dev <command> [flags] | -version
 
 commands:
   secret   print a new random whsec_ webhook secret
@@ -51,6 +53,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
+	case "-version", "--version", "version":
+		_, err := fmt.Fprintf(stdout, "cardwire-dev %s\n", lifecycle.Version())
+		return err
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)
 }

@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	env := &config.Env{Getenv: getenv}
-	log := env.Logger(stdout).With().Str("service", "seam-sim").Logger()
+	log := env.Logger(stdout).With().Str("service", "seam-sim").Str("version", lifecycle.Version()).Logger()
 	c := loadConfig(env)
 	if err := errors.Join(env.Err(), c.validate()); err != nil {
 		return err
@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.Join(fmt.Errorf("SEAM_SIM_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
 	}
 	stopper.OnStop("api http", srv.Shutdown)
-	log.Info().Str("version", lifecycle.Version()).Str("webhook_url", c.WebhookURL).Str("workspace_id", c.WorkspaceID).
+	log.Info().Str("webhook_url", c.WebhookURL).Str("workspace_id", c.WorkspaceID).
 		Dur("encode_delay", c.EncodeDelay).Msg("seam-sim started")
 
 	var runErr error

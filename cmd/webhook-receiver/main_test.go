@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
 
+	"github.com/cardwire/cardwire/internal/lifecycle"
 	"github.com/cardwire/cardwire/internal/logtest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
@@ -246,7 +247,10 @@ func TestRunWaitsForNATSAndIsNotReadyMeanwhile(t *testing.T) {
 	go func() { in.done <- run(ctx, nil, func(k string) string { return env[k] }, in.logs) }()
 	t.Cleanup(func() { cancel(); <-in.done })
 
-	admin := in.logs.Wait(t, "listening", "admin")["addr"].(string)
+	line := in.logs.Wait(t, "listening", "admin")
+	// The version is on every line, so a pod stuck waiting for NATS shows it.
+	require.Equal(t, lifecycle.Version(), line["version"])
+	admin := line["addr"].(string)
 	resp, err := http.Get("http://" + admin + "/readyz")
 	require.NoError(t, err)
 	resp.Body.Close()

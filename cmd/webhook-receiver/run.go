@@ -31,7 +31,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	env := &config.Env{Getenv: getenv}
-	log := env.Logger(stdout).With().Str("service", "webhook-receiver").Logger()
+	log := env.Logger(stdout).With().Str("service", "webhook-receiver").Str("version", lifecycle.Version()).Logger()
 	c := loadConfig(env)
 	if err := errors.Join(env.Err(), c.validate()); err != nil {
 		return err
@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.Join(fmt.Errorf("RECEIVER_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
 	}
 	stopper.OnStop("public http", publicSrv.Shutdown)
-	log.Info().Str("version", lifecycle.Version()).Int("secrets", len(secrets)).Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
+	log.Info().Int("secrets", len(secrets)).Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
 
 	var runErr error
 	select {

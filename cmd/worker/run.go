@@ -28,7 +28,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	env := &config.Env{Getenv: getenv}
-	log := env.Logger(stdout).With().Str("service", "worker").Logger()
+	log := env.Logger(stdout).With().Str("service", "worker").Str("version", lifecycle.Version()).Logger()
 	c := loadConfig(env)
 	if err := errors.Join(env.Err(), c.validate()); err != nil {
 		return err
@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fail(fmt.Errorf("WORKER_API_ADDR: %w", err))
 	}
 	stopper.OnStop("api http", apiSrv.Shutdown)
-	log.Info().Str("version", lifecycle.Version()).Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
+	log.Info().Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
 
 	var runErr error
 	select {

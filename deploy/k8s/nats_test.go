@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 )
 
 // TestNATSCluster checks deploy/k8s/nats: three JetStream servers whose
@@ -94,6 +95,41 @@ func TestNATSCluster(t *testing.T) {
 	if opts.LameDuckDuration <= 0 || spec.TerminationGracePeriodSeconds == nil ||
 		int64(opts.LameDuckDuration.Seconds()) >= *spec.TerminationGracePeriodSeconds {
 		t.Errorf("lame duck %s must be set and below the grace period %v", opts.LameDuckDuration, spec.TerminationGracePeriodSeconds)
+	}
+	// The pid file (which lame duck's preStop signals through) must be
+	// writable: the root filesystem is not, and nats-server exits if it
+	// cannot write it.
+	pidMount := ""
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == filepath.Dir(opts.PidFile) && !m.ReadOnly {
+			for _, v := range spec.Volumes {
+				if v.Name == m.Name && v.EmptyDir != nil {
+					pidMount = m.MountPath
+				}
+			}
+		}
+	}
+	if opts.PidFile == "" || pidMount == "" {
+		t.Errorf("pid_file %q is not on a writable emptyDir mount", opts.PidFile)
+	}
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil ||
+		!slices.Contains(c.Lifecycle.PreStop.Exec.Command, "ldm="+opts.PidFile) {
+		t.Errorf("preStop does not put the server in lame duck mode through %s", opts.PidFile)
+	}
+	// The servers must reach each other's route port.
+	routesAdmitted := false
+	for _, rule := range r.NetworkPolicies["nats"].Spec.Ingress {
+		for _, peer := range rule.From {
+			if peer.PodSelector != nil && subset(peer.PodSelector.MatchLabels, sts.Spec.Template.Labels) &&
+				slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool {
+					return p.Port != nil && p.Port.IntVal == int32(opts.Cluster.Port)
+				}) {
+				routesAdmitted = true
+			}
+		}
+	}
+	if !routesAdmitted {
+		t.Errorf("the NATS NetworkPolicy does not let the servers reach each other on %d", opts.Cluster.Port)
 	}
 	for _, p := range []*corev1.Probe{c.StartupProbe, c.LivenessProbe, c.ReadinessProbe} {
 		if p == nil || p.HTTPGet == nil || containerPort(c, p.HTTPGet.Port) != int32(opts.HTTPPort) || !strings.HasPrefix(p.HTTPGet.Path, "/healthz") {
@@ -196,4 +232,44 @@ func mountedConfigMapFile(t *testing.T, r *rendered, spec corev1.PodSpec, c core
 	}
 	t.Fatalf("%s is not in a mounted ConfigMap", file)
 	return ""
+}
+
+// TestHelmValues checks deploy/k8s/nats/values.yaml, the official chart's
+// values: a 3-node JetStream cluster on volumes, and every container the
+// chart makes hardened, since the chart sets no securityContext and the
+// namespace enforces the restricted Pod Security Standard.
+func TestHelmValues(t *testing.T) {
+	raw, err := os.ReadFile("nats/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.UnmarshalStrict(raw, &values); err != nil {
+		t.Fatalf("values.yaml: %v", err)
+	}
+	want := map[string]any{
+		"config.cluster.enabled":                                      true,
+		"config.cluster.replicas":                                     float64(3),
+		"config.jetstream.enabled":                                    true,
+		"config.jetstream.fileStore.enabled":                          true,
+		"config.jetstream.fileStore.pvc.enabled":                      true,
+		"podTemplate.merge.spec.securityContext.runAsNonRoot":         true,
+		"podTemplate.merge.spec.securityContext.seccompProfile.type":  "RuntimeDefault",
+		"natsBox.podTemplate.merge.spec.securityContext.runAsNonRoot": true,
+	}
+	for _, c := range []string{"container", "reloader", "promExporter", "natsBox.container"} {
+		want[c+".merge.securityContext.allowPrivilegeEscalation"] = false
+		want[c+".merge.securityContext.readOnlyRootFilesystem"] = true
+		want[c+".merge.securityContext.capabilities.drop"] = []any{"ALL"}
+	}
+	for path, w := range want {
+		var v any = values
+		for key := range strings.SplitSeq(path, ".") {
+			m, _ := v.(map[string]any)
+			v = m[key]
+		}
+		if fmt.Sprint(v) != fmt.Sprint(w) {
+			t.Errorf("%s = %v, want %v", path, v, w)
+		}
+	}
 }

@@ -1,9 +1,7 @@
 package k8s_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -13,12 +11,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // kustomizations are every directory an operator may `kubectl apply -k`.
 var kustomizations = []string{
+	"namespace",
 	"overlays/dev",
 	"overlays/production",
 	"overlays/existing-nats",
@@ -108,24 +108,22 @@ func put[T any](m map[string]*T, name string) *T {
 	return v
 }
 
+// decodeStrict decodes as the API server does in strict mode: field names
+// match case-sensitively, and an unknown or duplicate field is an error.
 func decodeStrict(raw []byte, into any) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(into); err != nil {
+	strict, err := k8sjson.UnmarshalStrict(raw, into)
+	if err != nil {
 		return err
 	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after the object")
-	}
-	return nil
+	return errors.Join(strict...)
 }
 
 func TestEveryKustomizationRendersStrictly(t *testing.T) {
 	for _, dir := range kustomizations {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
-			if len(r.Deployments)+len(r.StatefulSets) == 0 {
-				t.Fatalf("%s renders no workload", dir)
+			if len(r.Deployments)+len(r.StatefulSets)+len(r.Namespaces) == 0 {
+				t.Fatalf("%s renders nothing", dir)
 			}
 		})
 	}
@@ -134,8 +132,16 @@ func TestEveryKustomizationRendersStrictly(t *testing.T) {
 // TestStrictDecodingRejectsUnknownFields keeps the check above honest: a
 // misspelt field must fail, not vanish.
 func TestStrictDecodingRejectsUnknownFields(t *testing.T) {
-	raw := []byte(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"template":{"spec":{"containers":[{"name":"x","readinessProbe":{"httpGet":{"path":"/readyz","prot":"admin"}}}]}}}}`)
-	if err := decodeStrict(raw, new(appsv1.Deployment)); err == nil {
-		t.Fatal("a Deployment with the unknown field \"prot\" decoded without error")
+	cases := []struct{ Name, JSON string }{
+		{"unknown field", `{"spec":{"template":{"spec":{"containers":[{"name":"x","readinessProbe":{"httpGet":{"path":"/readyz","prot":"admin"}}}]}}}}`},
+		{"field in the wrong case", `{"spec":{"template":{"spec":{"containers":[{"name":"x","READINESSPROBE":{}}]}}}}`},
+		{"duplicate field", `{"spec":{"replicas":1,"replicas":2}}`},
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			if err := decodeStrict([]byte(c.JSON), new(appsv1.Deployment)); err == nil {
+				t.Fatalf("%s decoded without error", c.JSON)
+			}
+		})
 	}
 }

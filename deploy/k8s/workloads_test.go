@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -116,6 +117,7 @@ func TestCardwireWorkloads(t *testing.T) {
 				})
 
 				t.Run("resources", func(t *testing.T) {
+					checkMemoryLimit(t, c, env)
 					for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 						req, lim := c.Resources.Requests[res], c.Resources.Limits[res]
 						if req.IsZero() || lim.IsZero() {
@@ -153,27 +155,42 @@ func TestCardwireWorkloads(t *testing.T) {
 
 				t.Run("autoscaled and budgeted", func(t *testing.T) {
 					checkHPA(t, r, b.Deployment)
-					checkPDB(t, r, d.Spec.Template.Labels)
+					// cardwire's pods are unready while NATS is down; they
+					// must not block the node drain that may be the fix.
+					p := checkPDB(t, r, d.Spec.Template.Labels)
+					if p.Spec.UnhealthyPodEvictionPolicy == nil || *p.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
+						t.Errorf("PodDisruptionBudget %s: want unhealthyPodEvictionPolicy AlwaysAllow", p.Name)
+					}
 				})
 			})
 		}
 		t.Run(dir+"/services", func(t *testing.T) { checkServices(t, r) })
 		t.Run(dir+"/ingress", func(t *testing.T) { checkIngress(t, r, dir == "overlays/dev") })
 		t.Run(dir+"/network policies", func(t *testing.T) { checkNetworkPolicies(t, r) })
-		t.Run(dir+"/service monitors", func(t *testing.T) { checkServiceMonitors(t, r) })
+		t.Run(dir+"/service monitors", func(t *testing.T) {
+			if dir == "overlays/dev" {
+				// A laptop cluster may lack the Prometheus Operator's CRDs.
+				if len(r.ServiceMonitors)+len(r.Rules) > 0 {
+					t.Error("the dev overlay must apply without the Prometheus Operator's CRDs")
+				}
+				return
+			}
+			checkServiceMonitors(t, r)
+		})
 	}
 }
 
 // TestProductionScale is what the production overlay adds: several pods
-// of each, and 3 replicas for every stream and the bucket.
+// of each (the autoscaler's minimum; a Deployment's own replicas would reset
+// the autoscaler on every apply), and 3 replicas for every stream and the
+// bucket.
 func TestProductionScale(t *testing.T) {
 	for _, dir := range []string{"overlays/production", "overlays/existing-nats"} {
 		t.Run(dir, func(t *testing.T) {
 			r := render(t, dir)
 			for _, b := range binaries {
-				d := r.Deployments[b.Deployment]
-				if d == nil || d.Spec.Replicas == nil || *d.Spec.Replicas < 2 {
-					t.Errorf("%s: want at least 2 replicas", b.Deployment)
+				if d := r.Deployments[b.Deployment]; d.Spec.Replicas != nil {
+					t.Errorf("%s: sets replicas (%d) although an autoscaler owns them", b.Deployment, *d.Spec.Replicas)
 				}
 				if h := findHPA(r, b.Deployment); h == nil || h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 2 {
 					t.Errorf("%s: the autoscaler must keep at least 2 replicas", b.Deployment)
@@ -187,12 +204,32 @@ func TestProductionScale(t *testing.T) {
 			if work["ENCODINGS_REPLICAS"] != "3" {
 				t.Errorf("ENCODINGS_REPLICAS=%q, want 3 (the bucket and the outcome stream)", work["ENCODINGS_REPLICAS"])
 			}
-			for _, ns := range r.Namespaces {
-				if ns.Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
-					t.Errorf("namespace %s does not enforce the restricted Pod Security Standard", ns.Name)
-				}
+			if len(r.Namespaces) > 0 {
+				t.Error("the overlay owns a Namespace: deleting it would delete NATS and its volumes too (deploy/k8s/namespace owns it)")
 			}
 		})
+	}
+}
+
+// TestNamespace: one kustomization owns the namespace cardwire and NATS
+// share, and it enforces the restricted Pod Security Standard, which every
+// pod here is held to (checkRestricted).
+func TestNamespace(t *testing.T) {
+	ns := render(t, "namespace").Namespaces
+	prod := render(t, "overlays/production")
+	nats := render(t, "nats")
+	want := prod.Deployments["worker"].Namespace
+	if ns[want] == nil || len(ns) != 1 {
+		t.Fatalf("deploy/k8s/namespace renders %v, want only %q", ns, want)
+	}
+	if got := nats.StatefulSets["nats"].Namespace; got != want {
+		t.Errorf("NATS goes to namespace %q, cardwire to %q", got, want)
+	}
+	if ns[want].Labels["pod-security.kubernetes.io/enforce"] != "restricted" {
+		t.Errorf("namespace %s does not enforce the restricted Pod Security Standard", want)
+	}
+	if len(nats.Namespaces) > 0 {
+		t.Error("deploy/k8s/nats owns a Namespace")
 	}
 }
 
@@ -363,8 +400,13 @@ func mountedSecretFile(r *rendered, spec corev1.PodSpec, c corev1.Container, fil
 			if v.Secret.DefaultMode == nil {
 				return fmt.Errorf("Secret volume %s has no defaultMode (0644: readable by others)", v.Name)
 			}
-			if mode := *v.Secret.DefaultMode; mode&0o007 != 0 {
-				return fmt.Errorf("Secret volume %s is readable by others (defaultMode %#o)", v.Name, mode)
+			if mode := *v.Secret.DefaultMode; mode&0o007 != 0 || mode&0o040 == 0 {
+				return fmt.Errorf("Secret volume %s: defaultMode %#o, want group-readable and nothing for others", v.Name, mode)
+			}
+			// The files are root-owned with the pod's fsGroup as group; the
+			// non-root process reads them through that group.
+			if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil {
+				return fmt.Errorf("Secret volume %s: no fsGroup, so the non-root process cannot read it", v.Name)
 			}
 			if s, ok := r.Secrets[v.Secret.SecretName]; ok {
 				// Generated in this build (dev): the key must exist.
@@ -384,6 +426,32 @@ func mountedSecretFile(r *rendered, spec corev1.PodSpec, c corev1.Container, fil
 		return fmt.Errorf("mount %s names no volume", m.MountPath)
 	}
 	return fmt.Errorf("no volume is mounted there")
+}
+
+// checkMemoryLimit: GOMEMLIMIT is set below the memory limit, leaving the
+// GC room to act before the kernel's OOM killer.
+func checkMemoryLimit(t *testing.T, c corev1.Container, env map[string]string) {
+	t.Helper()
+	soft, err := goMemLimit(env["GOMEMLIMIT"])
+	if err != nil {
+		t.Fatalf("GOMEMLIMIT=%q: %v", env["GOMEMLIMIT"], err)
+	}
+	hard := c.Resources.Limits.Memory().Value()
+	if soft >= hard || soft < hard*3/4 {
+		t.Errorf("GOMEMLIMIT %d bytes, memory limit %d: want between 75 %% and 100 %% of the limit", soft, hard)
+	}
+}
+
+// goMemLimit parses a GOMEMLIMIT value as the Go runtime does (a byte count
+// with an optional B, KiB, MiB, GiB or TiB suffix).
+func goMemLimit(s string) (int64, error) {
+	for i, unit := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if n, ok := strings.CutSuffix(s, unit); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			return v << (10 * (i + 1)), err
+		}
+	}
+	return strconv.ParseInt(strings.TrimSuffix(s, "B"), 10, 64)
 }
 
 func findHPA(r *rendered, deployment string) *autoscalingv2.HorizontalPodAutoscaler {
@@ -415,7 +483,8 @@ func checkHPA(t *testing.T, r *rendered, deployment string) {
 	}
 }
 
-func checkPDB(t *testing.T, r *rendered, podLabels map[string]string) {
+// checkPDB finds the PodDisruptionBudget of the pods with podLabels.
+func checkPDB(t *testing.T, r *rendered, podLabels map[string]string) *policyv1.PodDisruptionBudget {
 	t.Helper()
 	for _, p := range r.PDBs {
 		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
@@ -423,8 +492,9 @@ func checkPDB(t *testing.T, r *rendered, podLabels map[string]string) {
 			t.Fatalf("PodDisruptionBudget %s: %v", p.Name, err)
 		}
 		if sel.Matches(labels.Set(podLabels)) {
-			return
+			return p
 		}
 	}
-	t.Errorf("no PodDisruptionBudget selects pods %v", podLabels)
+	t.Fatalf("no PodDisruptionBudget selects pods %v", podLabels)
+	return nil
 }
