@@ -6,18 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardwire/cardwire/internal/broker"
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/streams"
@@ -182,22 +182,22 @@ func TestClusterScaleOut(t *testing.T) {
 	}
 }
 
-// connectNode connects a client to node first of c, listing the other nodes
-// after it so that the client fails over when that node goes away. The
-// order is kept (DontRandomize) so that clients start spread over the
-// nodes; otherwise the options are broker.Connect's: reconnect for ever and
-// no reconnect buffer, so a publish while reconnecting fails at once.
+// connectNode connects a client to node first of c as the binaries do
+// (broker.Connect: reconnect for ever, no reconnect buffer) and as they are
+// deployed: given one address (nats://nats:4222 in Kubernetes), learning the
+// other servers from the cluster, and failing over to them when that node
+// goes away.
 func connectNode(t testing.TB, c *natstest.Cluster, first int, name string) jetstream.JetStream {
 	t.Helper()
-	urls := c.ClientURLs()
-	urls = slices.Concat(urls[first:], urls[:first])
-	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name(name), nats.DontRandomize(),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1), nats.Timeout(2*time.Second),
-		// broker.Connect logs async errors (a write to the stopped node);
-		// the default handler would print them.
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	o := broker.DefaultOptions()
+	o.URL, o.Name = c.Nodes[first].ClientURL(), name
+	o.ReconnectWait = 100 * time.Millisecond
+	nc, err := broker.Connect(o, zerolog.Nop(), prometheus.NewRegistry())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, broker.WaitConnected(ctx, nc))
 	require.Equal(t, c.Nodes[first].Name(), nc.ConnectedServerName(), "%s connected to the wrong node", name)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
