@@ -99,17 +99,7 @@ func TestNATSCluster(t *testing.T) {
 	// The pid file (which lame duck's preStop signals through) must be
 	// writable: the root filesystem is not, and nats-server exits if it
 	// cannot write it.
-	pidMount := ""
-	for _, m := range c.VolumeMounts {
-		if m.MountPath == filepath.Dir(opts.PidFile) && !m.ReadOnly {
-			for _, v := range spec.Volumes {
-				if v.Name == m.Name && v.EmptyDir != nil {
-					pidMount = m.MountPath
-				}
-			}
-		}
-	}
-	if opts.PidFile == "" || pidMount == "" {
+	if m, v, _, ok := volumeAt(spec, c, opts.PidFile); !ok || m.ReadOnly || v.EmptyDir == nil {
 		t.Errorf("pid_file %q is not on a writable emptyDir mount", opts.PidFile)
 	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil ||
@@ -211,27 +201,19 @@ func mountPathOf(t *testing.T, c corev1.Container, volume string) string {
 
 func mountedConfigMapFile(t *testing.T, r *rendered, spec corev1.PodSpec, c corev1.Container, file string) string {
 	t.Helper()
-	for _, m := range c.VolumeMounts {
-		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
-		if !ok {
-			continue
-		}
-		for _, v := range spec.Volumes {
-			if v.Name == m.Name && v.ConfigMap != nil {
-				cm, ok := r.ConfigMaps[v.ConfigMap.Name]
-				if !ok {
-					t.Fatalf("ConfigMap %s is not in the build", v.ConfigMap.Name)
-				}
-				data, ok := cm.Data[rel]
-				if !ok {
-					t.Fatalf("ConfigMap %s has no %s", cm.Name, rel)
-				}
-				return data
-			}
-		}
+	_, v, rel, ok := volumeAt(spec, c, file)
+	if !ok || v.ConfigMap == nil {
+		t.Fatalf("%s is not in a mounted ConfigMap", file)
 	}
-	t.Fatalf("%s is not in a mounted ConfigMap", file)
-	return ""
+	cm, ok := r.ConfigMaps[v.ConfigMap.Name]
+	if !ok {
+		t.Fatalf("ConfigMap %s is not in the build", v.ConfigMap.Name)
+	}
+	data, ok := cm.Data[rel]
+	if !ok {
+		t.Fatalf("ConfigMap %s has no %s", cm.Name, rel)
+	}
+	return data
 }
 
 // TestHelmValues checks deploy/k8s/nats/values.yaml, the official chart's

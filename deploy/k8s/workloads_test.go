@@ -382,50 +382,55 @@ func checkSecretsAreFiles(t *testing.T, r *rendered, spec corev1.PodSpec, c core
 }
 
 func mountedSecretFile(r *rendered, spec corev1.PodSpec, c corev1.Container, file string) error {
+	m, v, rel, ok := volumeAt(spec, c, file)
+	switch {
+	case !ok:
+		return fmt.Errorf("no volume is mounted there")
+	case !m.ReadOnly:
+		return fmt.Errorf("mount %s is not read-only", m.MountPath)
+	case v.Secret == nil:
+		return fmt.Errorf("volume %s is not a Secret", v.Name)
+	case v.Secret.DefaultMode == nil:
+		return fmt.Errorf("Secret volume %s has no defaultMode (0644: readable by others)", v.Name)
+	}
+	if mode := *v.Secret.DefaultMode; mode&0o007 != 0 || mode&0o040 == 0 {
+		return fmt.Errorf("Secret volume %s: defaultMode %#o, want group-readable and nothing for others", v.Name, mode)
+	}
+	// The files are root-owned with the pod's fsGroup as group; the non-root
+	// process reads them through that group.
+	if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil {
+		return fmt.Errorf("Secret volume %s: no fsGroup, so the non-root process cannot read it", v.Name)
+	}
+	for _, it := range v.Secret.Items {
+		if path.Clean(it.Path) != rel {
+			continue
+		}
+		// A Secret generated in this build (dev) must have the key.
+		if s, generated := r.Secrets[v.Secret.SecretName]; generated {
+			if _, has := s.Data[it.Key]; !has {
+				return fmt.Errorf("Secret %s has no key %s", s.Name, it.Key)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("Secret volume %s has no item at %s", v.Name, rel)
+}
+
+// volumeAt finds the mount of c that file lies under, its volume, and the
+// file's path inside the volume.
+func volumeAt(spec corev1.PodSpec, c corev1.Container, file string) (corev1.VolumeMount, corev1.Volume, string, bool) {
 	for _, m := range c.VolumeMounts {
 		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
 		if !ok {
 			continue
 		}
-		if !m.ReadOnly {
-			return fmt.Errorf("mount %s is not read-only", m.MountPath)
-		}
 		for _, v := range spec.Volumes {
-			if v.Name != m.Name {
-				continue
+			if v.Name == m.Name {
+				return m, v, rel, true
 			}
-			if v.Secret == nil {
-				return fmt.Errorf("volume %s is not a Secret", v.Name)
-			}
-			if v.Secret.DefaultMode == nil {
-				return fmt.Errorf("Secret volume %s has no defaultMode (0644: readable by others)", v.Name)
-			}
-			if mode := *v.Secret.DefaultMode; mode&0o007 != 0 || mode&0o040 == 0 {
-				return fmt.Errorf("Secret volume %s: defaultMode %#o, want group-readable and nothing for others", v.Name, mode)
-			}
-			// The files are root-owned with the pod's fsGroup as group; the
-			// non-root process reads them through that group.
-			if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil {
-				return fmt.Errorf("Secret volume %s: no fsGroup, so the non-root process cannot read it", v.Name)
-			}
-			if s, ok := r.Secrets[v.Secret.SecretName]; ok {
-				// Generated in this build (dev): the key must exist.
-				for _, it := range v.Secret.Items {
-					if _, has := s.Data[it.Key]; !has && it.Path == rel {
-						return fmt.Errorf("Secret %s has no key %s", s.Name, it.Key)
-					}
-				}
-			}
-			for _, it := range v.Secret.Items {
-				if path.Clean(it.Path) == rel {
-					return nil
-				}
-			}
-			return fmt.Errorf("Secret volume %s has no item at %s", v.Name, rel)
 		}
-		return fmt.Errorf("mount %s names no volume", m.MountPath)
 	}
-	return fmt.Errorf("no volume is mounted there")
+	return corev1.VolumeMount{}, corev1.Volume{}, "", false
 }
 
 // checkMemoryLimit: GOMEMLIMIT is set below the memory limit, leaving the

@@ -45,29 +45,13 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	}
 	c := &Cluster{Name: "cardwire-test"}
 	for i := range n {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			NoSigs:     true,
-			NoLog:      true,
-			MaxPayload: 1 << 20,
-			Cluster: server.ClusterOpts{
-				Name: c.Name,
-				Host: "127.0.0.1",
-				Port: ports[i],
-			},
-			// Every node lists every node (itself included, which the server
-			// ignores), as a static cluster config does.
-			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		node := &Server{Server: start(t, opts), opts: opts}
-		// Pin the client port so Restart comes back where clients reconnect.
-		opts.Port = node.Addr().(*net.TCPAddr).Port
-		t.Cleanup(node.Shutdown)
-		c.Nodes = append(c.Nodes, node)
+		opts := jetStreamOptions(t)
+		opts.ServerName = fmt.Sprintf("n%d", i+1)
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: "127.0.0.1", Port: ports[i]}
+		// Every node lists every node (itself included, which the server
+		// ignores), as a static cluster config does.
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		c.Nodes = append(c.Nodes, run(t, opts))
 	}
 	c.waitFormed(t)
 	return c

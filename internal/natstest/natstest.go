@@ -24,7 +24,13 @@ type Server struct {
 // store in a test temp dir; it is shut down when the test ends.
 func RunJetStream(t testing.TB) *Server {
 	t.Helper()
-	opts := &server.Options{
+	return run(t, jetStreamOptions(t))
+}
+
+// jetStreamOptions are one test server's options: loopback, a random client
+// port, JetStream with its store in a test temp dir.
+func jetStreamOptions(t testing.TB) *server.Options {
+	return &server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
@@ -34,8 +40,13 @@ func RunJetStream(t testing.TB) *Server {
 		// Tests publish bursts; keep the server's own limits out of the way.
 		MaxPayload: 1 << 20,
 	}
+}
+
+// run starts a server with opts, pins its client port so Restart comes back
+// where clients reconnect, and shuts it down when the test ends.
+func run(t testing.TB, opts *server.Options) *Server {
+	t.Helper()
 	s := start(t, opts)
-	// Pin the port so Restart comes back where clients reconnect.
 	opts.Port = s.Addr().(*net.TCPAddr).Port
 	srv := &Server{Server: s, opts: opts}
 	t.Cleanup(srv.Shutdown)

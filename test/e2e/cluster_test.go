@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/broker"
@@ -357,19 +358,12 @@ func waitSettled(t *testing.T, ctx context.Context, js jetstream.JetStream) {
 	t.Helper()
 	cons, err := js.Consumer(ctx, streams.EventsStream, streams.WorkerConsumer)
 	require.NoError(t, err)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("consumer %s not settled: %+v, %v", streams.WorkerConsumer, info, err)
-		case <-tick.C:
-		}
-	}
+		require.NoError(c, err)
+		require.Zero(c, info.NumPending, "pending")
+		require.Zero(c, info.NumAckPending, "awaiting an ack")
+	}, time.Minute, 50*time.Millisecond, "consumer %s not settled", streams.WorkerConsumer)
 }
 
 // getEncoding reads one encoding record through the worker API.
