@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Enforces the package layout's import rules (README, "Layout"): events and
-# encoding never import each other, domain packages never import config,
-# admin or cmd, and natstest stays out of production code.
+# the encoding side (encoding, store, worker) never import each other, the
+# pure domain (encoding) imports no NATS package, domain packages never
+# import config, admin or cmd, and natstest stays out of production code.
 set -euo pipefail
 mod=github.com/cardwire/cardwire
 fail=0
 while read -r pkg imports; do
   for imp in $imports; do
+    # The pure domain does no I/O: no NATS.
+    if [ "$pkg" = "$mod/internal/encoding" ]; then
+      case "$imp" in github.com/nats-io/*) echo "import rule: internal/encoding must not import $imp"; fail=1 ;; esac
+    fi
     case "$imp" in $mod/*) ;; *) continue ;; esac
     short=${imp#"$mod/"}
     case "$pkg" in
-      $mod/internal/events|$mod/internal/encoding|$mod/internal/seam|$mod/internal/seamsim|$mod/internal/streams|$mod/internal/broker|$mod/internal/admin|$mod/internal/config|$mod/internal/httpapi|$mod/internal/lifecycle)
+      $mod/internal/events|$mod/internal/encoding|$mod/internal/store|$mod/internal/worker|$mod/internal/seam|$mod/internal/seamsim|$mod/internal/streams|$mod/internal/broker|$mod/internal/admin|$mod/internal/config|$mod/internal/httpapi|$mod/internal/lifecycle)
         case "$pkg" in
           */events) allowed="internal/streams internal/httpapi" ;;
-          */encoding) allowed="internal/streams internal/httpapi internal/seam" ;;
+          */encoding) allowed="internal/streams internal/seam" ;;
+          */store) allowed="internal/encoding internal/streams" ;;
+          */worker) allowed="internal/encoding internal/store internal/streams internal/seam internal/httpapi" ;;
           */seamsim) allowed="internal/seam" ;;
           */admin) allowed="internal/httpapi" ;;
           *) allowed="" ;;

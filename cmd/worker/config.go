@@ -24,6 +24,7 @@ type cfg struct {
 	WorkspaceID     string
 	SkewMargin      time.Duration
 	EarlyTTL        time.Duration
+	OrderGrace      time.Duration
 	ConfirmTimeout  time.Duration
 	MaxAge          time.Duration
 	EnrichTimeout   time.Duration
@@ -48,6 +49,7 @@ func loadConfig(env *config.Env) cfg {
 	c.WorkspaceID = env.String("SEAM_WORKSPACE_ID", "")
 	c.SkewMargin = env.Duration("ENCODING_SKEW_MARGIN", 30*time.Second)
 	c.EarlyTTL = env.Duration("ENCODING_EARLY_TTL", 10*time.Minute)
+	c.OrderGrace = env.Duration("ENCODING_ORDER_GRACE", 5*time.Second)
 	c.ConfirmTimeout = env.Duration("ENCODING_CONFIRM_TIMEOUT", time.Minute)
 	c.MaxAge = env.Duration("ENCODING_MAX_AGE", 15*time.Minute)
 	c.EnrichTimeout = env.Duration("ENCODING_ENRICH_TIMEOUT", 2*time.Second)

@@ -17,11 +17,13 @@ import (
 	"github.com/cardwire/cardwire/internal/lifecycle"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
+	"github.com/cardwire/cardwire/internal/worker"
 )
 
 // run starts the worker and blocks until ctx is cancelled or a listener
-// fails, then shuts down in reverse order: the API, the consumer (events in
-// hand finish and are acked), the pending watch, NATS, the admin port.
+// fails, then shuts down in reverse order: the API (long polls end, POSTs
+// finish), the consumers (events and timers in hand finish and are acked,
+// the outbox publishes what they stored), NATS, the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if exit, err := lifecycle.ParseArgs("worker", args, stdout); exit {
 		return err
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		nc.Close()
 		return fmt.Errorf("ADMIN_ADDR: %w", err)
 	}
-	// Teardown runs newest first: API, consumer, pending watch, NATS, admin.
+	// Teardown runs newest first: API, consumers, NATS, admin.
 	stopper.OnStop("admin http", adminSrv.Shutdown)
 	stopper.OnStop("nats", func(ctx context.Context) error { return broker.Drain(ctx, nc) })
 
@@ -86,83 +88,48 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return fail(err)
 	}
-	bucket, cons := owned.Bucket, owned.Events
-	if err := encoding.RegisterConsumerMetrics(cons, reg); err != nil {
-		return fail(err)
-	}
-
-	svcLog := log.With().Str("component", "encoding").Logger()
-	so := encoding.DefaultServiceOptions()
-	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, reg, svcLog
-	so.SkewMargin, so.EarlyTTL, so.ConfirmTimeout, so.DefaultWorkspaceID = c.SkewMargin, c.EarlyTTL, c.ConfirmTimeout, c.WorkspaceID
-	so.OutcomeWindow = c.Owned.OutcomesDuplicates
-	so.MaxAge, so.EnrichTimeout = c.MaxAge, c.EnrichTimeout
+	wo := worker.DefaultOptions()
+	wo.JS, wo.Owned, wo.Registerer, wo.Log = js, owned, reg, log
+	wo.Limits = encoding.Limits{DefaultWorkspaceID: c.WorkspaceID, SkewMargin: c.SkewMargin, EarlyTTL: c.EarlyTTL,
+		ConfirmTimeout: c.ConfirmTimeout, MaxAge: c.MaxAge}
+	wo.OrderGrace, wo.EnrichTimeout = c.OrderGrace, c.EnrichTimeout
+	wo.MaxDeliver, wo.Concurrency, wo.HandleTimeout, wo.AckWait = c.Owned.MaxDeliver, c.Concurrency, c.HandleTimeout, c.Owned.AckWait
+	wo.API.Token, wo.API.MaxWait, wo.API.MaxStream = c.APIToken.Reveal(), c.MaxWait, c.MaxStream
 	if c.Seam.APIKey != "" {
 		c.Seam.Registerer = reg
 		client, err := seam.New(c.Seam)
 		if err != nil {
 			return fail(fmt.Errorf("SEAM_API_KEY / SEAM_API_URL: %w", err))
 		}
-		so.Seam = client
+		wo.Seam = client
 	} else {
-		log.Warn().Msg("no SEAM_API_KEY: track-only mode (register encodings with their action_attempt_id; deadlines expire them)")
+		log.Warn().Msg("no SEAM_API_KEY: track-only mode (register encodings with their action_attempt_id; a webhook settles them, deadlines extend them until ENCODING_MAX_AGE)")
 	}
-	svc, err := encoding.NewService(so)
+	w, err := worker.New(ctx, wo)
 	if err != nil {
 		return fail(err)
 	}
-
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	if _, err := encoding.TrackPending(watchCtx, bucket, reg, svcLog); err != nil {
-		stopWatch()
-		return fail(err)
+	if err := w.Start(); err != nil {
+		return fail(errors.Join(err, w.Stop(context.Background())))
 	}
-	stopper.OnStop("pending watch", func(context.Context) error { stopWatch(); return nil })
-
-	expiry, err := svc.CountUnmatched(ctx, js, svcLog)
-	if err != nil {
-		return fail(err)
-	}
-	stopper.OnStop("early expiry consumer", func(context.Context) error { expiry.Drain(); return nil })
-
-	proc, err := encoding.NewProcessor(encoding.ProcessorOptions{
-		Service: svc, Consumer: cons, Publisher: js, Log: log.With().Str("component", "processor").Logger(),
-		MaxDeliver: c.Owned.MaxDeliver, Concurrency: c.Concurrency, HandleTimeout: c.HandleTimeout,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	if err := proc.Start(); err != nil {
-		return fail(err)
-	}
-	stopper.OnStop("consumer", proc.Stop)
-	timers, err := encoding.NewTimers(svc, owned.Timers, log.With().Str("component", "timers").Logger(), c.HandleTimeout)
-	if err != nil {
-		return fail(err)
-	}
-	if err := timers.Start(); err != nil {
-		return fail(err)
-	}
-	stopper.OnStop("timers", timers.Stop)
+	// Stopped after the API: registrations in flight finish first, then
+	// intake, timers and the outbox drain.
+	stopper.OnStop("consumers", w.Stop)
 
 	apiLog := log.With().Str("component", "api").Logger()
-	apiHandler, err := encoding.Routes(encoding.APIOptions{
-		Service: svc, Token: c.APIToken.Reveal(), Log: apiLog, MaxWait: c.MaxWait, MaxStream: c.MaxStream,
-	})
-	if err != nil {
-		return fail(err)
-	}
 	apiServer := lifecycle.DefaultServerOptions()
 	// Long polls (?wait=) and event streams outlive any fixed write timeout;
-	// each handler bounds its own duration instead.
+	// each handler bounds its own duration instead, and EndWaits ends them
+	// at shutdown while registrations finish.
 	apiServer.WriteTimeout = 0
-	// Shutdown ends them at once rather than waiting out its whole budget.
-	apiServer.CancelOnShutdown = true
-	apiSrv, apiErr, err := lifecycle.Serve(c.APIAddr, apiHandler, apiServer, apiLog)
+	apiSrv, apiErr, err := lifecycle.Serve(c.APIAddr, w.Handler(), apiServer, apiLog)
 	if err != nil {
 		return fail(fmt.Errorf("WORKER_API_ADDR: %w", err))
 	}
-	stopper.OnStop("api http", apiSrv.Shutdown)
+	stopper.OnStop("api http", func(ctx context.Context) error {
+		w.EndWaits()
+		return apiSrv.Shutdown(ctx)
+	})
 	log.Info().Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
 
 	var runErr error

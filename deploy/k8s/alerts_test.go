@@ -14,11 +14,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/broker"
-	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/events"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
+	"github.com/cardwire/cardwire/internal/worker"
 )
 
 // TestAlertsCoverWhatOperatorsNeed: each concern the README promises an
@@ -159,20 +159,16 @@ func binariesRegistry(t *testing.T) *prometheus.Registry {
 	must(t, "events stream", streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
 	owned, err := streams.EnsureWorker(ctx, js, streams.DefaultWorkerOptions())
 	must(t, "worker streams", err)
-	must(t, "consumer metrics", encoding.RegisterConsumerMetrics(owned.Events, reg))
-	so := encoding.DefaultServiceOptions()
-	so.Bucket, so.Publisher, so.Registerer = owned.Bucket, js, reg
 	sopts := seam.DefaultOptions()
 	sopts.APIKey, sopts.Registerer = "seam_test_metrics", reg
 	client, err := seam.New(sopts)
 	must(t, "seam client", err)
-	so.Seam = client
-	_, err = encoding.NewService(so)
-	must(t, "service", err)
-	watch, stop := context.WithCancel(context.Background())
-	t.Cleanup(stop)
-	_, err = encoding.TrackPending(watch, owned.Bucket, reg, zerolog.Nop())
-	must(t, "pending gauge", err)
+	wo := worker.DefaultOptions()
+	wo.JS, wo.Owned, wo.Registerer, wo.Seam = js, owned, reg, client
+	w, err := worker.New(ctx, wo)
+	must(t, "worker", err)
+	must(t, "worker start", w.Start())
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
 	return reg
 }
 

@@ -1,11 +1,12 @@
-// Package encoding owns the life of an encode request: the record and its
-// state machine, the store over the ENCODINGS KV bucket (compare-and-set
-// updates, index keys, the early-events area), the processor that settles
-// encodings from Seam events on SEAM_EVENTS, the outcome publisher, and the
-// worker's /v1/encodings API.
+// Package encoding is the pure domain of an encode request: the record and
+// its statuses, Seam events, which encoding an event can belong to
+// (attribution), what an event does to a record (Apply), what the answer
+// Seam gives at a deadline does (Decide), request validation, and the typed
+// errors callers branch on. It does no I/O and imports no NATS package, so
+// every rule is a function a table test can call; internal/store keeps the
+// values and internal/worker runs the rules.
 //
-// An encoding is pending until one event or call settles it; the first
-// terminal state wins and is final. Each Seam event acts once: a record
-// remembers the event that settled it, and every change is a KV update
-// against the revision it was computed from.
+// An encoding is pending until one event or answer settles it; the first
+// terminal state wins and is final. Every stored change of a record has a
+// revision, one higher than the one before, and produces one outcome.
 package encoding

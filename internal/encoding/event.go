@@ -2,7 +2,6 @@ package encoding
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,12 +9,22 @@ import (
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
-// What an event is about.
+// What an event is about (TargetRef.Kind).
 const (
-	kindCredential   = "cred"
-	kindAccessMethod = "am"
-	kindEncoder      = "encoder"
+	KindCredential   = "cred"
+	KindAccessMethod = "am"
+	KindEncoder      = "encoder"
 )
+
+// TargetRef names what events are keyed by: a credential, an access method
+// or an encoder, in a workspace. Every part is a valid subject token.
+type TargetRef struct {
+	WorkspaceID string
+	Kind        string
+	ID          string
+}
+
+func (t TargetRef) String() string { return t.Kind + ":" + t.ID }
 
 // Event is the part of a Seam event the worker acts on.
 type Event struct {
@@ -28,10 +37,6 @@ type Event struct {
 	AcsEncoderID    string    `json:"acs_encoder_id,omitempty"`
 }
 
-// ErrBadEvent reports an event body the worker can never act on; it is
-// dead-lettered at once rather than retried.
-var ErrBadEvent = errors.New("bad event")
-
 // ParseEvent reads a Seam event body. It fails with ErrBadEvent when the body
 // is not JSON, an id is missing or not a plain token, or occurred_at is not
 // an RFC 3339 time. Unknown fields are ignored.
@@ -43,57 +48,74 @@ func ParseEvent(body []byte) (Event, error) {
 	if ev.OccurredAt.IsZero() {
 		return Event{}, fmt.Errorf("%w: occurred_at missing", ErrBadEvent)
 	}
-	for name, v := range map[string]string{"event_id": ev.EventID, "workspace_id": ev.WorkspaceID} {
-		if !streams.ValidToken(v) {
-			return Event{}, fmt.Errorf("%w: %s missing or not a plain id", ErrBadEvent, name)
+	for _, f := range []struct{ name, v string }{{"event_id", ev.EventID}, {"workspace_id", ev.WorkspaceID}} {
+		if !streams.ValidToken(f.v) {
+			return Event{}, fmt.Errorf("%w: %s missing or not a plain id", ErrBadEvent, f.name)
 		}
 	}
-	kind, id := ev.target()
-	if kind != "" && !streams.ValidToken(id) {
+	if t, ok := ev.Target(); ok && !streams.ValidToken(t.ID) {
 		return Event{}, fmt.Errorf("%w: %s has no valid subject id", ErrBadEvent, ev.EventType)
 	}
 	return ev, nil
 }
 
-// target is the record kind and id the event is keyed by, or "" for an
-// event type the worker does not act on.
-func (ev Event) target() (kind, id string) {
+// Target is what the event is keyed by, or false for an event type the
+// worker does not act on.
+func (ev Event) Target() (TargetRef, bool) {
+	t := TargetRef{WorkspaceID: ev.WorkspaceID}
 	switch {
 	case strings.HasPrefix(ev.EventType, "acs_credential."):
-		return kindCredential, ev.AcsCredentialID
+		t.Kind, t.ID = KindCredential, ev.AcsCredentialID
 	case strings.HasPrefix(ev.EventType, "access_method."):
-		return kindAccessMethod, ev.AccessMethodID
+		t.Kind, t.ID = KindAccessMethod, ev.AccessMethodID
 	case ev.EventType == "acs_encoder.removed":
-		return kindEncoder, ev.AcsEncoderID
+		t.Kind, t.ID = KindEncoder, ev.AcsEncoderID
+	default:
+		return TargetRef{}, false
 	}
-	return "", ""
+	return t, true
 }
 
-// effect is what an event does to a pending encoding it is about.
-type effect struct {
-	status    Status
-	issueKind string
-	errType   string
+// Effect is what an event does to a pending encoding it belongs to.
+type Effect struct {
+	Status    Status
+	IssueKind string
+	ErrType   string
 }
 
-// effectOf returns the effect of an event type, or false if it has none
+// Success reports an effect that issues the encoding.
+func (e Effect) Success() bool { return e.Status == StatusIssued }
+
+// EffectOf returns the effect of an event type, or false if it has none
 // (access_method.card_encoding_required, acs_credential.created, …).
-func effectOf(eventType string) (effect, bool) {
+func EffectOf(eventType string) (Effect, bool) {
 	switch eventType {
 	case "acs_credential.issued", "access_method.issued":
-		return effect{status: StatusIssued, issueKind: "issued"}, true
+		return Effect{Status: StatusIssued, IssueKind: "issued"}, true
 	case "acs_credential.reissued", "access_method.reissued":
-		return effect{status: StatusIssued, issueKind: "reissued"}, true
+		return Effect{Status: StatusIssued, IssueKind: "reissued"}, true
 	case "acs_credential.deleted":
-		return effect{status: StatusFailed, errType: ErrorCredentialDeleted}, true
+		return Effect{Status: StatusFailed, ErrType: ErrorCredentialDeleted}, true
 	case "acs_credential.invalidated":
-		return effect{status: StatusFailed, errType: ErrorCredentialInvalidated}, true
+		return Effect{Status: StatusFailed, ErrType: ErrorCredentialInvalidated}, true
 	case "access_method.deleted":
-		return effect{status: StatusFailed, errType: ErrorAccessMethodDeleted}, true
+		return Effect{Status: StatusFailed, ErrType: ErrorAccessMethodDeleted}, true
 	case "access_method.revoked":
-		return effect{status: StatusFailed, errType: ErrorAccessMethodRevoked}, true
+		return Effect{Status: StatusFailed, ErrType: ErrorAccessMethodRevoked}, true
 	case "acs_encoder.removed":
-		return effect{status: StatusFailed, errType: ErrorEncoderRemoved}, true
+		return Effect{Status: StatusFailed, ErrType: ErrorEncoderRemoved}, true
 	}
-	return effect{}, false
+	return Effect{}, false
+}
+
+// HoldFor is how long after its arrival an event waits before it is
+// applied: failure-type events wait out the order grace, so that a success
+// that occurred earlier but arrives a little later still wins; successes
+// are applied at once.
+func HoldFor(ev Event, arrived, now time.Time, grace time.Duration) time.Duration {
+	eff, ok := EffectOf(ev.EventType)
+	if !ok || eff.Success() {
+		return 0
+	}
+	return max(arrived.Add(grace).Sub(now), 0)
 }

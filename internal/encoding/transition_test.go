@@ -1,13 +1,15 @@
-package encoding
+package encoding_test
 
 import (
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	. "github.com/cardwire/cardwire/internal/encoding"
 )
 
-// White-box: the pure state transition behind every matching rule.
+// The pure state transition behind every matching rule.
 func TestApply(t *testing.T) {
 	requested := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	now := requested.Add(time.Minute)
@@ -38,13 +40,13 @@ func TestApply(t *testing.T) {
 		{"access method deleted fails", pending, ev("access_method.deleted", "ev1", requested), ResultMatched, StatusFailed, "", ErrorAccessMethodDeleted},
 		{"encoder removed fails", pending, ev("acs_encoder.removed", "ev1", requested), ResultMatched, StatusFailed, "", ErrorEncoderRemoved},
 		{"same event again is a duplicate", issued, ev("acs_credential.issued", "ev-first", requested), ResultDuplicate, StatusIssued, "", ""},
-		{"another event after final is a conflict", issued, ev("acs_credential.deleted", "ev2", requested), ResultConflict, StatusIssued, "", ""},
-		{"other workspace never matches", pending, Event{EventID: "ev1", EventType: "acs_credential.issued", WorkspaceID: "other", OccurredAt: requested, AcsCredentialID: "c1"}, ResultUnmatched, StatusPending, "", ""},
+		{"another event after final is late", issued, ev("acs_credential.deleted", "ev2", requested), ResultLate, StatusIssued, "", ""},
+		{"other workspace never matches", pending, Event{EventID: "ev1", EventType: "acs_credential.issued", WorkspaceID: "other", OccurredAt: requested, AcsCredentialID: "c1"}, ResultStale, StatusPending, "", ""},
 		{"no effect type is ignored", pending, ev("access_method.card_encoding_required", "ev1", requested), ResultIgnored, StatusPending, "", ""},
 	}
 	for _, c := range testCases {
 		t.Run(c.Name, func(t *testing.T) {
-			next, res, changed := apply(c.Rec, c.Ev, margin, now)
+			next, res, changed := Apply(c.Rec, c.Ev, margin, now)
 			require.Equal(t, c.Result, res)
 			require.Equal(t, res == ResultMatched, changed)
 			require.Equal(t, c.Status, next.Status)

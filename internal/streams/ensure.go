@@ -128,17 +128,20 @@ func (o WorkerOptions) Validate() error {
 	return nil
 }
 
-// earlyMarkerTTL is how long the bucket keeps the marker of an expired
-// key. Per-key TTLs (the early-events area) need it.
-const earlyMarkerTTL = time.Minute
+// MaxRevisions is how many revisions one encoding record may have, and the
+// ENCODINGS bucket's history: the outbox publishes every revision, so the
+// bucket must still hold one the outbox has not reached. A record has a
+// handful (pending, the attempt id, deadline extensions doubling the wait,
+// the final state, the card number); the store refuses a change beyond it.
+const MaxRevisions = 64
 
 // workerManager is the part of jetstream.JetStream that EnsureWorker needs.
 type workerManager interface {
 	streamManager
+	CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error)
 	Stream(ctx context.Context, name string) (jetstream.Stream, error)
 	UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error)
 	KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error)
-	CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error)
 	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
 }
 
@@ -187,24 +190,13 @@ func ensureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetst
 	if err := o.Validate(); err != nil {
 		return nil, nil, err
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         EncodingsBucket,
-		Description:    "Encoding records (enc.<id>) and their indexes",
-		History:        1,
-		TTL:            o.RecordTTL,
-		Storage:        jetstream.FileStorage,
-		Replicas:       o.Replicas,
-		LimitMarkerTTL: earlyMarkerTTL,
-	}); err != nil {
-		return nil, nil, fmt.Errorf("create or update bucket %s: %w", EncodingsBucket, err)
-	}
-	kv, err := leaderReads(ctx, js)
+	kv, err := ensureBucket(ctx, js, o)
 	if err != nil {
 		return nil, nil, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        OutcomesStream,
-		Description: "Encoding state changes: the full record on encodings.<workspace_id>.<status>",
+		Description: "Encoding state changes: every revision of a record on encodings.<workspace_id>.<status>",
 		Subjects:    []string{OutcomesSubjectPrefix + ".>"},
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.Replicas,
@@ -229,20 +221,37 @@ func ensureWorker(ctx context.Context, js workerManager, o WorkerOptions) (jetst
 	return kv, cons, nil
 }
 
-// leaderReads turns off direct gets on the bucket's stream and binds the
-// bucket again. With replicas, a direct get may be answered by a follower
-// that has not seen the latest write; the worker's "look again" between an
-// early event and a registration needs every read to see the latest write.
-func leaderReads(ctx context.Context, js workerManager) (jetstream.KeyValue, error) {
-	name := "KV_" + EncodingsBucket
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", name, err)
-	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := js.UpdateStream(ctx, cfg); err != nil {
-			return nil, fmt.Errorf("turn off direct gets on %s: %w", name, err)
+// BucketStream is the name of the stream behind EncodingsBucket.
+const BucketStream = "KV_" + EncodingsBucket
+
+// ensureBucket creates EncodingsBucket once, with direct gets off, and
+// binds it. With replicas a direct get may be answered by a follower that
+// has not seen the latest write, and the registration/event handshake needs
+// every read to see it. The bucket is created from its stream
+// configuration because CreateKeyValue (and CreateOrUpdateKeyValue, on
+// every start) would turn direct gets on; an existing bucket is only ever
+// moved towards this configuration (direct gets off, enough history), so
+// concurrent start-ups cannot flip it back and forth.
+func ensureBucket(ctx context.Context, js workerManager, o WorkerOptions) (jetstream.KeyValue, error) {
+	st, err := js.Stream(ctx, BucketStream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		_, err = js.CreateStream(ctx, BucketStreamConfig(o))
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil, fmt.Errorf("create bucket %s: %w", EncodingsBucket, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("stream %s: %w", BucketStream, err)
+	default:
+		cfg := st.CachedInfo().Config
+		if cfg.AllowDirect || cfg.MaxMsgsPerSubject < MaxRevisions || !cfg.AllowMsgTTL || cfg.Replicas != o.Replicas || cfg.MaxAge != o.RecordTTL {
+			cfg.AllowDirect = false
+			cfg.MaxMsgsPerSubject = max(cfg.MaxMsgsPerSubject, MaxRevisions)
+			cfg.AllowMsgTTL = true
+			cfg.Replicas, cfg.MaxAge = o.Replicas, o.RecordTTL
+			if _, err := js.UpdateStream(ctx, cfg); err != nil {
+				return nil, fmt.Errorf("update bucket %s: %w", EncodingsBucket, err)
+			}
 		}
 	}
 	kv, err := js.KeyValue(ctx, EncodingsBucket)
@@ -250,6 +259,64 @@ func leaderReads(ctx context.Context, js workerManager) (jetstream.KeyValue, err
 		return nil, fmt.Errorf("bind bucket %s: %w", EncodingsBucket, err)
 	}
 	return kv, nil
+}
+
+// BucketStreamConfig is the stream behind EncodingsBucket: what
+// CreateKeyValue would make, with direct gets off, MaxRevisions of
+// history, and per-key TTLs (idempotency keys) allowed.
+func BucketStreamConfig(o WorkerOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              BucketStream,
+		Description:       "Encoding records (every revision, for the outbox), target and encoder states, idempotency keys",
+		Subjects:          []string{"$KV." + EncodingsBucket + ".>"},
+		MaxMsgsPerSubject: MaxRevisions,
+		MaxBytes:          -1,
+		MaxAge:            o.RecordTTL,
+		MaxMsgSize:        -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		AllowDirect:       false,
+		Discard:           jetstream.DiscardNew,
+		AllowMsgTTL:       true,
+	}
+}
+
+// outboxPinnedTTL is how long the outbox consumer stays pinned to a worker
+// that sends no pull: after a worker dies, another takes over the outbox
+// within it.
+const outboxPinnedTTL = 10 * time.Second
+
+// OutboxGroup is the priority group outbox pulls name.
+const OutboxGroup = "outbox"
+
+// EnsureOutbox creates or updates the OutboxConsumer on the bucket's stream,
+// filtered to the record subjects (recordsSubject, from the store). It is
+// pinned: one worker at a time publishes, in the bucket's order, so a
+// record's revisions reach ENCODING_EVENTS in order; another takes over
+// within outboxPinnedTTL when it goes away.
+func EnsureOutbox(ctx context.Context, js workerManager, recordsSubject string, ackWait time.Duration) (jetstream.Consumer, error) {
+	cons, err := js.CreateOrUpdateConsumer(ctx, BucketStream, jetstream.ConsumerConfig{
+		Durable:        OutboxConsumer,
+		Description:    "cardwire worker: publishes every stored record revision to " + OutcomesStream,
+		FilterSubject:  recordsSubject,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxDeliver:     -1,
+		MaxAckPending:  10000,
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{OutboxGroup},
+		PinnedTTL:      outboxPinnedTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", OutboxConsumer, BucketStream, err)
+	}
+	return cons, nil
 }
 
 // ErrStreamMisconfigured reports an existing stream that cannot keep

@@ -1,7 +1,10 @@
 package streams_test
 
 import (
+	"context"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -59,4 +62,63 @@ func TestEnsureWorkerReadsFromTheLeader(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, st.CachedInfo().Config.AllowDirect, "direct gets could be served by a lagging follower")
 	}
+}
+
+// The bucket is created once with direct gets off; a worker starting again
+// (or many at once) never updates it, so nothing can turn direct gets back
+// on even for a moment. Against 0348d8c every start updated the bucket
+// twice (CreateOrUpdateKeyValue turned direct gets on, then off again).
+func TestEnsureWorkerNeverFlipsTheBucket(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	nc, js := natstest.Connect(t, srv.ClientURL())
+	ctx := t.Context()
+	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
+	_, err := streams.EnsureWorker(ctx, js, streams.DefaultWorkerOptions())
+	require.NoError(t, err)
+
+	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED." + streams.BucketStream)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 4 { // concurrent start-ups
+		wg.Go(func() {
+			_, err := streams.EnsureWorker(context.Background(), js, streams.DefaultWorkerOptions())
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	// A marker published after the start-ups: any advisory they caused
+	// was delivered before it.
+	marker, err := nc.SubscribeSync("cardwire.test.marker")
+	require.NoError(t, err)
+	require.NoError(t, nc.Publish("cardwire.test.marker", nil))
+	_, err = marker.NextMsg(5 * time.Second)
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	n, _, err := updates.Pending()
+	require.NoError(t, err)
+	require.Zero(t, n, "a start-up updated the bucket's stream")
+
+	st, err := js.Stream(ctx, streams.BucketStream)
+	require.NoError(t, err)
+	cfg := st.CachedInfo().Config
+	require.False(t, cfg.AllowDirect)
+	require.EqualValues(t, streams.MaxRevisions, cfg.MaxMsgsPerSubject, "history keeps every revision for the outbox")
+}
+
+// A bucket made by an earlier version (CreateKeyValue: direct gets on,
+// history 1) is moved to the new configuration once.
+func TestEnsureWorkerMigratesAnOldBucket(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	ctx := t.Context()
+	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: streams.EncodingsBucket, History: 1,
+		TTL: streams.DefaultWorkerOptions().RecordTTL, Storage: jetstream.FileStorage})
+	require.NoError(t, err)
+	_, err = streams.EnsureWorker(ctx, js, streams.DefaultWorkerOptions())
+	require.NoError(t, err)
+	st, err := js.Stream(ctx, streams.BucketStream)
+	require.NoError(t, err)
+	require.False(t, st.CachedInfo().Config.AllowDirect)
+	require.EqualValues(t, streams.MaxRevisions, st.CachedInfo().Config.MaxMsgsPerSubject)
 }

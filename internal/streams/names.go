@@ -34,6 +34,9 @@ const (
 	TimersStream = "ENCODING_TIMERS"
 	// TimersSubjectPrefix starts timer subjects: cardwire.timers.<encoding_id>.<kind>.
 	TimersSubjectPrefix = "cardwire.timers"
+	// OutboxConsumer is the workers' durable consumer on the bucket's record
+	// revisions; it alone publishes to OutcomesStream.
+	OutboxConsumer = "encoding-outbox"
 	// TimersConsumer is the workers' shared durable consumer on TimersStream.
 	TimersConsumer = "encoding-timers"
 )

@@ -64,7 +64,7 @@ func TestClusterScaleOut(t *testing.T) {
 	// AckWait (WORKER_ACK_WAIT); shorter than the default keeps the test
 	// short without changing what is checked.
 	owned.AckWait = 5 * time.Second
-	wc := workerConfig{Owned: owned, HandleTimeout: 2 * time.Second, ConfirmTimeout: 10 * time.Minute, Timers: true}
+	wc := workerConfig{Owned: owned, HandleTimeout: 2 * time.Second, ConfirmTimeout: 10 * time.Minute}
 
 	// Four clients on three nodes: the receivers on n1 and n2, the workers
 	// on n3 and n1.

@@ -26,6 +26,7 @@ import (
 	"github.com/cardwire/cardwire/internal/events"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/streams"
+	"github.com/cardwire/cardwire/internal/worker"
 )
 
 const ws = "6c9f2b2e-94b5-4ee6-a1d1-3a6e0d3f7c11"
@@ -88,41 +89,27 @@ type workerConfig struct {
 	HandleTimeout time.Duration
 	// ConfirmTimeout is each encoding's first deadline; the default when 0.
 	ConfirmTimeout time.Duration
-	// Timers runs the deadline timers too, as cmd/worker does.
-	Timers bool
 }
 
-// startWorker runs a track-only worker on js as cmd/worker wires it: what it
-// owns is created or updated with c.Owned, then the processor on the shared
-// encoding-worker consumer (and the timers, if asked) and the API, served by
-// the returned server.
+// startWorker runs a track-only worker on js, wired by worker.New as
+// cmd/worker wires it: what it owns is created or updated with c.Owned,
+// then the intake, timers and outbox, and the API, served by the returned
+// server.
 func startWorker(tb testing.TB, js jetstream.JetStream, c workerConfig) *httptest.Server {
 	tb.Helper()
 	owned, err := streams.EnsureWorker(context.Background(), js, c.Owned)
 	require.NoError(tb, err)
-	so := encoding.DefaultServiceOptions()
-	so.Bucket, so.Publisher, so.Registerer, so.Log = owned.Bucket, js, prometheus.NewRegistry(), zerolog.Nop()
-	so.OutcomeWindow = c.Owned.OutcomesDuplicates
+	o := worker.DefaultOptions()
+	o.JS, o.Owned, o.Registerer, o.Log = js, owned, prometheus.NewRegistry(), zerolog.Nop()
+	o.MaxDeliver, o.AckWait, o.HandleTimeout = c.Owned.MaxDeliver, c.Owned.AckWait, c.HandleTimeout
 	if c.ConfirmTimeout > 0 {
-		so.ConfirmTimeout = c.ConfirmTimeout
+		o.Limits.ConfirmTimeout = c.ConfirmTimeout
 	}
-	svc, err := encoding.NewService(so)
+	w, err := worker.New(context.Background(), o)
 	require.NoError(tb, err)
-	proc, err := encoding.NewProcessor(encoding.ProcessorOptions{
-		Service: svc, Consumer: owned.Events, Publisher: js, MaxDeliver: c.Owned.MaxDeliver, Concurrency: 8, HandleTimeout: c.HandleTimeout,
-	})
-	require.NoError(tb, err)
-	require.NoError(tb, proc.Start())
-	tb.Cleanup(func() { _ = proc.Stop(context.Background()) })
-	if c.Timers {
-		timers, err := encoding.NewTimers(svc, owned.Timers, zerolog.Nop(), c.HandleTimeout)
-		require.NoError(tb, err)
-		require.NoError(tb, timers.Start())
-		tb.Cleanup(func() { _ = timers.Stop(context.Background()) })
-	}
-	h, err := encoding.Routes(encoding.APIOptions{Service: svc, Log: zerolog.Nop(), MaxWait: time.Minute, MaxStream: time.Minute})
-	require.NoError(tb, err)
-	api := httptest.NewServer(h)
+	require.NoError(tb, w.Start())
+	tb.Cleanup(func() { _ = w.Stop(context.Background()) })
+	api := httptest.NewServer(w.Handler())
 	tb.Cleanup(api.Close)
 	return api
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/streams"
+	"github.com/cardwire/cardwire/internal/worker"
 )
 
 const simKey = "seam_test_e2e"
@@ -41,14 +42,12 @@ type seamStack struct {
 
 type workerOpts struct {
 	confirm, maxAge time.Duration
-	noTimers        bool
 }
 
 type seamWorker struct {
-	api    *httptest.Server
-	reg    *prometheus.Registry
-	proc   *encoding.Processor
-	timers *encoding.Timers
+	api *httptest.Server
+	reg *prometheus.Registry
+	w   *worker.Worker
 }
 
 func newSeamStack(t *testing.T, strict bool) *seamStack {
@@ -78,42 +77,27 @@ func (s *seamStack) worker(t *testing.T, o workerOpts) *seamWorker {
 	t.Helper()
 	ctx := t.Context()
 	_, js := natstest.Connect(t, s.nats.ClientURL())
-	bucket, err := js.KeyValue(ctx, streams.EncodingsBucket)
-	require.NoError(t, err)
-	events, err := js.Consumer(ctx, streams.EventsStream, streams.WorkerConsumer)
-	require.NoError(t, err)
-	timerCons, err := js.Consumer(ctx, streams.TimersStream, streams.TimersConsumer)
+	owned, err := streams.EnsureWorker(ctx, js, streams.DefaultWorkerOptions())
 	require.NoError(t, err)
 	w := &seamWorker{reg: prometheus.NewRegistry()}
 	co := seam.DefaultOptions()
 	co.BaseURL, co.APIKey, co.Registerer, co.RetryBase, co.MaxRetries = s.simURL, simKey, w.reg, 10*time.Millisecond, 1
 	client, err := seam.New(co)
 	require.NoError(t, err)
-	so := encoding.DefaultServiceOptions()
-	so.Bucket, so.Publisher, so.Registerer, so.Seam = bucket, js, w.reg, client
+	wo := worker.DefaultOptions()
+	wo.JS, wo.Owned, wo.Registerer, wo.Seam = js, owned, w.reg, client
+	wo.Concurrency, wo.HandleTimeout = 4, 5*time.Second
 	if o.confirm > 0 {
-		so.ConfirmTimeout = o.confirm
+		wo.Limits.ConfirmTimeout = o.confirm
 	}
 	if o.maxAge > 0 {
-		so.MaxAge = o.maxAge
+		wo.Limits.MaxAge = o.maxAge
 	}
-	svc, err := encoding.NewService(so)
+	w.w, err = worker.New(ctx, wo)
 	require.NoError(t, err)
-	w.proc, err = encoding.NewProcessor(encoding.ProcessorOptions{
-		Service: svc, Consumer: events, Publisher: js, MaxDeliver: 8, Concurrency: 4, HandleTimeout: 5 * time.Second,
-	})
-	require.NoError(t, err)
-	require.NoError(t, w.proc.Start())
-	t.Cleanup(func() { _ = w.proc.Stop(context.Background()) })
-	w.timers, err = encoding.NewTimers(svc, timerCons, zerolog.Nop(), 5*time.Second)
-	require.NoError(t, err)
-	if !o.noTimers {
-		require.NoError(t, w.timers.Start())
-		t.Cleanup(func() { _ = w.timers.Stop(context.Background()) })
-	}
-	h, err := encoding.Routes(encoding.APIOptions{Service: svc, Log: zerolog.Nop(), MaxWait: time.Minute, MaxStream: time.Minute})
-	require.NoError(t, err)
-	w.api = httptest.NewServer(h)
+	require.NoError(t, w.w.Start())
+	t.Cleanup(func() { _ = w.w.Stop(context.Background()) })
+	w.api = httptest.NewServer(w.w.Handler())
 	t.Cleanup(w.api.Close)
 	return w
 }
@@ -314,9 +298,9 @@ func TestIdempotencyKeyNeverStartsASecondEncode(t *testing.T) {
 	require.Equal(t, 1, s.sim.Calls("/acs/encoders/encode_credential"))
 }
 
-// A webhook after the deadline expired the encoding is a conflict: the state
+// A webhook after the deadline expired the encoding is late: the state
 // stays expired.
-func TestWebhookAfterExpiryIsAConflict(t *testing.T) {
+func TestWebhookAfterExpiryIsLate(t *testing.T) {
 	s := newSeamStack(t, false)
 	w := s.worker(t, workerOpts{confirm: 200 * time.Millisecond, maxAge: 400 * time.Millisecond})
 	s.sim.HoldNextEncode() // Seam keeps it pending: no webhook until we send one
@@ -326,7 +310,7 @@ func TestWebhookAfterExpiryIsAConflict(t *testing.T) {
 	status, err := sendIssued(s.receiver.URL, s.secret, rec.AcsCredentialID)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusNoContent, status)
-	require.Eventually(t, func() bool { return w.metric("cardwire_worker_events_total", "result", "conflict") == 1 },
+	require.Eventually(t, func() bool { return w.metric("cardwire_worker_events_total", "result", "late") == 1 },
 		10*time.Second, 10*time.Millisecond)
 	require.Equal(t, encoding.StatusExpired, w.final(t, rec.EncodingID).Status)
 }
@@ -348,13 +332,15 @@ func TestSeamRejectsTheEncode(t *testing.T) {
 
 func TestDeadlineSurvivesAWorkerRestart(t *testing.T) {
 	s := newSeamStack(t, false)
-	first := s.worker(t, workerOpts{confirm: 300 * time.Millisecond, noTimers: true})
+	// The first worker stops long before the deadline (its timer is in
+	// hand, delayed), so the second one handles it.
+	first := s.worker(t, workerOpts{confirm: 2 * time.Second})
 	s.sim.DropNextWebhook()
 	_, rec, _ := first.start(t, uuid.NewString(), uuid.NewString(), "")
-	require.NoError(t, first.proc.Stop(t.Context()))
 	first.api.Close()
+	require.NoError(t, first.w.Stop(t.Context()))
 
-	second := s.worker(t, workerOpts{confirm: 300 * time.Millisecond})
+	second := s.worker(t, workerOpts{confirm: 2 * time.Second})
 	got := second.final(t, rec.EncodingID)
 	require.Equal(t, encoding.StatusIssued, got.Status)
 	require.Equal(t, encoding.ResolvedByReconcile, got.ResolvedBy)

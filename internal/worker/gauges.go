@@ -1,75 +1,57 @@
-package encoding
+package worker
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
+
+	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/store"
 )
 
-// PendingTracker keeps the number of pending encodings from a watch on the
+// pendingTracker keeps the number of pending encodings from a watch on the
 // records in the bucket, so every replica reports the same, correct value
 // across restarts (a per-process counter would not).
-type PendingTracker struct {
+type pendingTracker struct {
 	mu      sync.Mutex
 	pending map[string]bool
 }
 
-// TrackPending starts the watch and registers
+// trackPending starts the watch and registers
 // cardwire_worker_encodings_pending on reg. The watch ends with ctx.
-func TrackPending(ctx context.Context, bucket kv, reg prometheus.Registerer, log zerolog.Logger) (*PendingTracker, error) {
-	w, err := bucket.Watch(ctx, recordKey("*"))
+func trackPending(ctx context.Context, st *store.Store, reg prometheus.Registerer) error {
+	updates, err := st.WatchAll(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("watch encodings: %w", err)
+		return err
 	}
-	t := &PendingTracker{pending: map[string]bool{}}
+	t := &pendingTracker{pending: map[string]bool{}}
 	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cardwire_worker_encodings_pending",
 		Help: "Encodings pending right now, from the ENCODINGS bucket.",
-	}, func() float64 { return float64(t.Count()) })); err != nil {
-		_ = w.Stop()
-		return nil, err
+	}, func() float64 { return float64(t.count()) })); err != nil {
+		return err
 	}
 	go func() {
-		defer func() { _ = w.Stop() }()
-		for e := range w.Updates() {
-			if e == nil {
-				continue // the end of the initial values
-			}
-			id := strings.TrimPrefix(e.Key(), "enc.")
+		for rec := range updates {
 			t.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
-				var rec Record
-				if json.Unmarshal(e.Value(), &rec) != nil {
-					log.Warn().Str("key", e.Key()).Msg("undecodable encoding record")
-				}
-				t.pending[id] = rec.Status == StatusPending
+			if rec.Status == encoding.StatusPending {
+				t.pending[rec.EncodingID] = true
 			} else {
-				delete(t.pending, id)
+				delete(t.pending, rec.EncodingID)
 			}
 			t.mu.Unlock()
 		}
 	}()
-	return t, nil
+	return nil
 }
 
-// Count is the number of pending encodings.
-func (t *PendingTracker) Count() int {
+func (t *pendingTracker) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n := 0
-	for _, p := range t.pending {
-		if p {
-			n++
-		}
-	}
-	return n
+	return len(t.pending)
 }
 
 // consumerCollector reports the consumer's backlog from consumer info at
@@ -80,9 +62,9 @@ type consumerCollector struct {
 	redelivered, waiting *prometheus.Desc
 }
 
-// RegisterConsumerMetrics registers cardwire_worker_consumer_* gauges that
+// registerConsumerMetrics registers cardwire_worker_consumer_* gauges that
 // read the consumer's info at each scrape.
-func RegisterConsumerMetrics(cons jetstream.Consumer, reg prometheus.Registerer) error {
+func registerConsumerMetrics(cons jetstream.Consumer, reg prometheus.Registerer) error {
 	return reg.Register(&consumerCollector{
 		cons:        cons,
 		pending:     prometheus.NewDesc("cardwire_worker_consumer_pending", "Events in SEAM_EVENTS not yet delivered to the encoding-worker consumer.", nil, nil),

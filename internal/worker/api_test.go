@@ -1,4 +1,4 @@
-package encoding_test
+package worker_test
 
 import (
 	"bufio"
@@ -119,7 +119,8 @@ func TestAPIIdempotencyAndConflicts(t *testing.T) {
 	require.Contains(t, string(r.Body), first.record(t).EncodingID)
 	require.Equal(t, 1, e.outcomes.count(first.record(t).EncodingID, encoding.StatusPending))
 
-	// Cancel; cancel again is a 409; then the credential is free again.
+	// Cancel; cancel again answers the same record (a retried DELETE) and
+	// publishes nothing more; then the credential is free again.
 	id := first.record(t).EncodingID
 	r = w.call(t, http.MethodDelete, "/v1/encodings/"+id, "", nil)
 	require.Equal(t, http.StatusOK, r.Status)
@@ -127,10 +128,20 @@ func TestAPIIdempotencyAndConflicts(t *testing.T) {
 	require.Equal(t, encoding.ResolvedByCancel, r.record(t).ResolvedBy)
 	e.outcomes.wait(t, id, encoding.StatusCanceled)
 	r = w.call(t, http.MethodDelete, "/v1/encodings/"+id, "", nil)
-	require.Equal(t, http.StatusConflict, r.Status)
-	require.Equal(t, "encoding_final", r.errType(t))
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Equal(t, encoding.StatusCanceled, r.record(t).Status)
 	r = w.call(t, http.MethodPost, "/v1/encodings", "", body)
 	require.Equal(t, http.StatusCreated, r.Status)
+	next := r.record(t)
+	e.outcomes.wait(t, next.EncodingID, encoding.StatusPending)
+	require.Equal(t, 1, e.outcomes.count(id, encoding.StatusCanceled))
+
+	// Canceling an encoding that settled otherwise is a 409.
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	require.Equal(t, encoding.StatusIssued, w.waitFinal(t, next.EncodingID).Status)
+	r = w.call(t, http.MethodDelete, "/v1/encodings/"+next.EncodingID, "", nil)
+	require.Equal(t, http.StatusConflict, r.Status)
+	require.Equal(t, "encoding_final", r.errType(t))
 }
 
 func TestAPIWaitReturnsOnTheEvent(t *testing.T) {

@@ -1,4 +1,4 @@
-package encoding_test
+package worker_test
 
 import (
 	"context"
@@ -176,7 +176,7 @@ func TestRuleOtherWorkspace(t *testing.T) {
 	require.Equal(t, encoding.StatusPending, w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t).Status)
 }
 
-// A terminal state is final: a later event is a conflict and changes nothing.
+// A terminal state is final: a later event is late and changes nothing.
 func TestTerminalIsFinal(t *testing.T) {
 	e := newEnv(t)
 	w := e.startWorker(t, workerConfig{})
@@ -185,7 +185,7 @@ func TestTerminalIsFinal(t *testing.T) {
 	e.seamEvent(t, "acs_credential.deleted", ws, cred, time.Now(), "")
 	require.Equal(t, encoding.StatusFailed, w.waitFinal(t, rec.EncodingID).Status)
 	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
-	waitResult(t, "conflict", 1, w)
+	waitResult(t, "late", 1, w)
 	require.Equal(t, encoding.StatusFailed, w.call(t, http.MethodGet, "/v1/encodings/"+rec.EncodingID, "", nil).record(t).Status)
 	require.Zero(t, e.outcomes.count(rec.EncodingID, encoding.StatusIssued))
 }
@@ -236,7 +236,8 @@ func TestFailingEventIsRetriedThenDeadLettered(t *testing.T) {
 
 // A re-encode: the credential's previous encoding is final, and the
 // reissued event of the next one arrives before it is registered. It must
-// not be lost as a conflict on the old encoding.
+// not be lost as late on the old encoding: it occurred after the next one
+// was requested, so it is that one's.
 func TestReencodeEarlyEvent(t *testing.T) {
 	e := newEnv(t)
 	w := e.startWorker(t, workerConfig{})
@@ -246,7 +247,7 @@ func TestReencodeEarlyEvent(t *testing.T) {
 	require.Equal(t, encoding.StatusIssued, w.waitFinal(t, first.EncodingID).Status)
 
 	evID := e.seamEvent(t, "acs_credential.reissued", ws, cred, time.Now().Add(time.Second), "")
-	waitResult(t, "conflict", 1, w) // final on the old encoding, kept for the next
+	waitResult(t, "late", 1, w) // belongs to the old encoding for now, kept for the next
 	second := w.register(t, cred, "", uuid.NewString())
 	require.Equal(t, encoding.StatusIssued, second.Status)
 	require.Equal(t, "reissued", second.IssueKind)
@@ -258,7 +259,7 @@ func TestReencodeEarlyEvent(t *testing.T) {
 func TestLateDuplicateDoesNotRepublish(t *testing.T) {
 	const window = 200 * time.Millisecond
 	e := newEnv(t, func(o *streams.WorkerOptions) { o.OutcomesDuplicates = window })
-	w := e.startWorker(t, workerConfig{outcomeWindow: window})
+	w := e.startWorker(t, workerConfig{})
 	cred := uuid.NewString()
 	rec := w.register(t, cred, "", uuid.NewString())
 	evID := uuid.NewString()
@@ -283,16 +284,68 @@ func TestLateDuplicateDoesNotRepublish(t *testing.T) {
 	require.Equal(t, 1, e.outcomes.count(rec.EncodingID, encoding.StatusIssued))
 }
 
-// Track-only (no Seam API key): nobody can ask Seam, so an encoding with no
-// webhook expires at its deadline, through the timer stream.
+// Track-only (no Seam API key): nobody can ask Seam, so a pending encoding
+// is extended at each deadline (only a webhook can settle it) and expires
+// at the maximum age, through the timer stream.
 func TestTrackOnlyDeadlineExpires(t *testing.T) {
 	e := newEnv(t)
-	w := e.startWorker(t, workerConfig{confirm: 200 * time.Millisecond})
+	w := e.startWorker(t, workerConfig{confirm: 200 * time.Millisecond, maxAge: time.Second})
 	rec := w.register(t, uuid.NewString(), "", uuid.NewString())
 	got := w.waitFinal(t, rec.EncodingID)
 	require.Equal(t, encoding.StatusExpired, got.Status)
 	require.Equal(t, encoding.ResolvedByDeadline, got.ResolvedBy)
 	require.Equal(t, "expired", got.Error.Type)
+	require.False(t, got.ResolvedAt.Before(rec.RequestedAt.Add(time.Second)), "not before the maximum age")
 	e.outcomes.wait(t, rec.EncodingID, encoding.StatusExpired)
 	require.EqualValues(t, 1, w.counter("cardwire_worker_deadlines_total", "result", "expired"))
+	require.Positive(t, w.counter("cardwire_worker_deadlines_total", "result", "extended"))
+}
+
+// Skew: an event that occurred 2s "before" a request, with no earlier
+// encoding of its credential, still confirms it (clocks differ).
+func TestRuleSkewConfirms(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	t.Run("event first", func(t *testing.T) {
+		cred := uuid.NewString()
+		evID := e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now().Add(-2*time.Second), "")
+		waitResult(t, "early", 1, w)
+		rec := w.register(t, cred, "", uuid.NewString())
+		require.Equal(t, encoding.StatusIssued, rec.Status)
+		require.Equal(t, evID, rec.EventID)
+	})
+	t.Run("registration first", func(t *testing.T) {
+		cred := uuid.NewString()
+		rec := w.register(t, cred, "", uuid.NewString())
+		evID := e.seamEvent(t, "acs_credential.issued", ws, cred, rec.RequestedAt.Add(-2*time.Second), "")
+		got := w.waitFinal(t, rec.EncodingID)
+		require.Equal(t, encoding.StatusIssued, got.Status)
+		require.Equal(t, evID, got.EventID)
+	})
+}
+
+// A caller that registers an encode it started itself, after its webhook
+// came, on a credential whose previous encoding is final: the event is
+// kept as late for the previous one and, because it occurred after the new
+// request, it settles the new one at registration.
+func TestRuleRegisteredAfterItsEventOnAReencode(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	first := w.register(t, cred, "", uuid.NewString())
+	r := w.call(t, http.MethodDelete, "/v1/encodings/"+first.EncodingID, "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+
+	started := time.Now().UTC()
+	evID := e.seamEvent(t, "acs_credential.reissued", ws, cred, started.Add(500*time.Millisecond), "")
+	waitResult(t, "late", 1, w)
+	r = w.call(t, http.MethodPost, "/v1/encodings", "", map[string]any{
+		"workspace_id": ws, "acs_encoder_id": uuid.NewString(), "acs_credential_id": cred,
+		"action_attempt_id": uuid.NewString(), "requested_at": started,
+	})
+	require.Equal(t, http.StatusCreated, r.Status, "body %s", r.Body)
+	second := r.record(t)
+	require.Equal(t, encoding.StatusIssued, second.Status)
+	require.Equal(t, evID, second.EventID)
+	require.Equal(t, encoding.StatusCanceled, w.call(t, http.MethodGet, "/v1/encodings/"+first.EncodingID, "", nil).record(t).Status)
 }

@@ -1,4 +1,4 @@
-package encoding
+package worker
 
 import (
 	"context"
@@ -15,19 +15,35 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/httpapi"
 )
 
 // APIOptions configure the /v1/encodings API.
 type APIOptions struct {
-	Service *Service
 	// Token, when set, is required as "Authorization: Bearer <token>".
 	Token string
-	Log   zerolog.Logger
 	// MaxWait bounds ?wait= on GET.
 	MaxWait time.Duration
 	// MaxStream bounds one Server-Sent Events stream.
 	MaxStream time.Duration
+	// RegisterTimeout bounds the steps of one registration, which do not
+	// end when the caller hangs up (nor at shutdown): a step cut off
+	// half-way would only be finished by a replay or the deadline.
+	RegisterTimeout time.Duration
+}
+
+// DefaultAPIOptions returns the documented defaults.
+func DefaultAPIOptions() APIOptions {
+	return APIOptions{MaxWait: time.Minute, MaxStream: 15 * time.Minute, RegisterTimeout: 20 * time.Second}
+}
+
+// Validate reports the first option that cannot work.
+func (o APIOptions) Validate() error {
+	if o.MaxWait <= 0 || o.MaxStream <= 0 || o.RegisterTimeout <= 0 {
+		return errors.New("APIOptions.MaxWait, MaxStream and RegisterTimeout must be positive")
+	}
+	return nil
 }
 
 // API paths.
@@ -39,16 +55,10 @@ const (
 	maxListScan = 5000
 )
 
-// Routes returns every route of the worker API. Middleware, outermost
-// first: recover → auth → per-route metrics → handler.
-func Routes(o APIOptions) (http.Handler, error) {
-	if o.Service == nil {
-		return nil, errors.New("APIOptions.Service must be set")
-	}
-	if o.MaxWait <= 0 || o.MaxStream <= 0 {
-		return nil, errors.New("APIOptions.MaxWait and MaxStream must be positive")
-	}
-	a := &api{o: o, svc: o.Service}
+// routes returns every route of the worker API. Middleware, outermost
+// first: recover → in-flight gauge → auth → per-route metrics → handler.
+func (w *Worker) routes() http.Handler {
+	a := &api{o: w.o.API, svc: w.svc, log: w.log.With().Str("component", "api").Logger(), waits: w.waits}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.HandlerFunc) {
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(
@@ -63,12 +73,23 @@ func Routes(o APIOptions) (http.Handler, error) {
 	mux.Handle(encodingsPath+"/{id}", httpapi.MethodNotAllowed("GET, DELETE"))
 	mux.Handle(encodingsPath+"/{id}/events", httpapi.MethodNotAllowed("GET"))
 	mux.HandleFunc("/", httpapi.NotFound)
-	return httpapi.Recoverer(o.Log, promhttp.InstrumentHandlerInFlight(a.svc.metrics.apiInFlight, a.auth(mux))), nil
+	return httpapi.Recoverer(a.log, promhttp.InstrumentHandlerInFlight(a.svc.metrics.apiInFlight, a.auth(mux)))
 }
 
 type api struct {
 	o   APIOptions
-	svc *Service
+	svc *service
+	log zerolog.Logger
+	// waits ends when the worker stops: long polls and event streams end
+	// with it, while registrations and cancels finish.
+	waits context.Context
+}
+
+// waitContext is r's context, also ended at shutdown, bounded by d.
+func (a *api) waitContext(r *http.Request, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	stop := context.AfterFunc(a.waits, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 func (a *api) auth(next http.Handler) http.Handler {
@@ -78,6 +99,9 @@ func (a *api) auth(next http.Handler) http.Handler {
 	want := []byte("Bearer " + a.o.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			a.svc.metrics.apiUnauthorized.Inc()
+			a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
+				Bool("had_token", r.Header.Get("Authorization") != "").Msg("API request without a valid token refused")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cardwire"`)
 			httpapi.WriteError(w, &httpapi.Error{Status: http.StatusUnauthorized, Type: "unauthorized",
 				Message: "a valid Authorization: Bearer token is required"})
@@ -88,7 +112,7 @@ func (a *api) auth(next http.Handler) http.Handler {
 }
 
 func (a *api) register(w http.ResponseWriter, r *http.Request) {
-	var req RegisterRequest
+	var req encoding.RegisterRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -100,7 +124,9 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "Idempotency-Key is longer than 255 bytes"})
 		return
 	}
-	rec, replayed, err := a.svc.Register(r.Context(), req, key)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.o.RegisterTimeout)
+	defer cancel()
+	rec, replayed, err := a.svc.Register(ctx, req, key)
 	if err != nil {
 		a.fail(w, r, a.mapError(err))
 		return
@@ -135,14 +161,14 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("wait must be a duration such as 30s, at most %s", a.o.MaxWait)})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	ctx, cancel := a.waitContext(r, wait)
 	defer cancel()
 	updates, err := a.svc.Watch(ctx, id)
 	if err != nil {
 		a.fail(w, r, a.mapError(err))
 		return
 	}
-	var last Record
+	var last encoding.Record
 	for rec := range updates {
 		last = rec
 	}
@@ -157,7 +183,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) events(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), a.o.MaxStream)
+	ctx, cancel := a.waitContext(r, a.o.MaxStream)
 	defer cancel()
 	updates, err := a.svc.Watch(ctx, r.PathValue("id"))
 	if err != nil {
@@ -183,7 +209,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
-	rec, err := a.svc.Cancel(r.Context(), r.PathValue("id"))
+	rec, err := a.svc.Cancel(context.WithoutCancel(r.Context()), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, a.mapError(err))
 		return
@@ -193,13 +219,13 @@ func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
 
 // listPage is the answer of GET /v1/encodings.
 type listPage struct {
-	Encodings  []Record `json:"encodings"`
-	NextCursor string   `json:"next_cursor,omitempty"`
+	Encodings  []encoding.Record `json:"encodings"`
+	NextCursor string            `json:"next_cursor,omitempty"`
 }
 
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	status, ws, cursor := Status(q.Get("status")), q.Get("workspace_id"), q.Get("cursor")
+	status, ws, cursor := encoding.Status(q.Get("status")), q.Get("workspace_id"), q.Get("cursor")
 	limit := 100
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -209,13 +235,11 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	switch status {
-	case "", StatusPending, StatusIssued, StatusFailed, StatusExpired, StatusCanceled:
-	default:
+	if status != "" && !status.Valid() {
 		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "status must be pending, issued, failed, expired or canceled"})
 		return
 	}
-	ids, err := a.svc.store.keys(r.Context(), recordKey("*"), "enc.")
+	ids, err := a.svc.store.Records(r.Context())
 	if err != nil {
 		a.fail(w, r, a.mapError(err))
 		return
@@ -225,7 +249,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	if start < len(ids) && ids[start] == cursor {
 		start++
 	}
-	page := listPage{Encodings: []Record{}}
+	page := listPage{Encodings: []encoding.Record{}}
 	scanned := 0
 	for _, id := range ids[start:] {
 		if len(page.Encodings) == limit || scanned == maxListScan {
@@ -233,8 +257,8 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		scanned++
-		rec, _, err := a.svc.store.Get(r.Context(), id)
-		if errors.Is(err, ErrNotFound) {
+		rec, err := a.svc.store.Get(r.Context(), id)
+		if errors.Is(err, encoding.ErrNotFound) {
 			continue
 		}
 		if err != nil {
@@ -257,9 +281,9 @@ func (listPage) lastOr(ids []string, i int) string {
 
 // mapError turns a service error into the API's answer.
 func (a *api) mapError(err error) *httpapi.Error {
-	var ve *ValidationError
-	var open *OpenEncodingError
-	var term *TerminalError
+	var ve *encoding.ValidationError
+	var open *encoding.OpenEncodingError
+	var term *encoding.TerminalError
 	var start *StartError
 	switch {
 	case errors.As(err, &start):
@@ -270,7 +294,7 @@ func (a *api) mapError(err error) *httpapi.Error {
 		}
 		return &httpapi.Error{Status: status, Type: start.Err.Type,
 			Message: "Seam refused the encode (encoding " + start.Record.EncodingID + " is failed): " + start.Err.Message}
-	case errors.Is(err, ErrTrackOnly):
+	case errors.Is(err, encoding.ErrTrackOnly):
 		return &httpapi.Error{Status: http.StatusNotImplemented, Type: "track_only", Message: err.Error()}
 	case errors.As(err, &ve):
 		return &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: ve.Error()}
@@ -279,18 +303,19 @@ func (a *api) mapError(err error) *httpapi.Error {
 			Message: "encoding " + open.EncodingID + " is already pending for this credential"}
 	case errors.As(err, &term):
 		return &httpapi.Error{Status: http.StatusConflict, Type: "encoding_final", Message: term.Error()}
-	case errors.Is(err, ErrInProgress):
-		return &httpapi.Error{Status: http.StatusConflict, Type: "request_in_progress", Message: err.Error()}
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, encoding.ErrIdempotencyKeyReused):
+		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Type: "idempotency_key_reused", Message: err.Error()}
+	case errors.Is(err, encoding.ErrNotFound):
 		return &httpapi.Error{Status: http.StatusNotFound, Type: "encoding_not_found", Message: "no such encoding"}
 	}
+	a.log.Error().Err(err).Msg("request failed on the store")
 	return &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "unavailable", Message: "the encoding store is unavailable; retry later"}
 }
 
 func (a *api) fail(w http.ResponseWriter, r *http.Request, e *httpapi.Error) {
-	ev := a.o.Log.Warn()
+	ev := a.log.Warn()
 	if e.Status >= 500 {
-		ev = a.o.Log.Error()
+		ev = a.log.Error()
 	}
 	ev.Str("method", r.Method).Str("path", r.URL.Path).Int("status", e.Status).Str("type", e.Type).Msg(e.Message)
 	if e.Status == http.StatusServiceUnavailable {

@@ -1,4 +1,4 @@
-package encoding_test
+package worker_test
 
 import (
 	"testing"
@@ -16,7 +16,7 @@ import (
 func BenchmarkSettle(b *testing.B) {
 	e := newEnv(b)
 	registrar := e.startWorker(b, workerConfig{})
-	if err := registrar.proc.Stop(b.Context()); err != nil {
+	if err := registrar.w.Stop(b.Context()); err != nil {
 		b.Fatal(err)
 	}
 	now := time.Now()

@@ -1,4 +1,4 @@
-package encoding_test
+package worker_test
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +25,9 @@ import (
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/seam"
+	"github.com/cardwire/cardwire/internal/store"
 	"github.com/cardwire/cardwire/internal/streams"
+	cwworker "github.com/cardwire/cardwire/internal/worker"
 )
 
 const ws = "6c9f2b2e-94b5-4ee6-a1d1-3a6e0d3f7c11"
@@ -55,84 +59,103 @@ func newEnv(t testing.TB, configure ...func(*streams.WorkerOptions)) *env {
 	return e
 }
 
-// worker is one worker replica: its own connection, service, processor,
-// registry and API server.
+// worker is one worker replica: its own connection, worker, registry and
+// API server.
 type worker struct {
-	svc    *encoding.Service
-	proc   *encoding.Processor
-	timers *encoding.Timers
-	reg    *prometheus.Registry
-	api    *httptest.Server
-	logs   *bytes.Buffer
-	mu     *sync.Mutex
+	w    *cwworker.Worker
+	reg  *prometheus.Registry
+	api  *httptest.Server
+	logs *bytes.Buffer
+	mu   *sync.Mutex
 }
 
 type workerConfig struct {
-	token         string
-	earlyTTL      time.Duration
-	outcomeWindow time.Duration
+	token    string
+	earlyTTL time.Duration
 	// seamURL and seamKey give the worker a Seam client (the simulator).
 	seamURL, seamKey string
 	confirm, maxAge  time.Duration
-	noTimers         bool
+	orderGrace       time.Duration
+	skew             time.Duration
+	// bucket and publisher wrap the real ones (fault injection).
+	bucket    func(jetstream.KeyValue) store.KV
+	publisher func(jetstream.JetStream) publisherJS
+	// url connects to another server than the env's (a cluster node).
+	url string
+}
+
+// publisherJS is what the worker publishes with.
+type publisherJS interface {
+	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// workerOptions are the options every test worker starts from.
+func (e *env) workerOptions(t testing.TB, cfg workerConfig, js jetstream.JetStream, log zerolog.Logger, reg prometheus.Registerer) cwworker.Options {
+	t.Helper()
+	ctx := t.Context()
+	owned, err := streams.EnsureWorker(ctx, js, e.owned)
+	require.NoError(t, err)
+	o := cwworker.DefaultOptions()
+	o.JS, o.Owned, o.Registerer, o.Log = js, owned, reg, log
+	o.Concurrency, o.HandleTimeout, o.RetryDelay, o.MaxDeliver, o.AckWait = 4, time.Second, 50*time.Millisecond, e.owned.MaxDeliver, e.owned.AckWait
+	o.OrderGrace = 200 * time.Millisecond
+	if cfg.orderGrace > 0 {
+		o.OrderGrace = cfg.orderGrace
+	}
+	if cfg.earlyTTL > 0 {
+		o.Limits.EarlyTTL = cfg.earlyTTL
+	}
+	if cfg.confirm > 0 {
+		o.Limits.ConfirmTimeout = cfg.confirm
+	}
+	if cfg.maxAge > 0 {
+		o.Limits.MaxAge = cfg.maxAge
+	}
+	if cfg.skew > 0 {
+		o.Limits.SkewMargin = cfg.skew
+	}
+	if cfg.bucket != nil {
+		o.Bucket = cfg.bucket(owned.Bucket)
+	}
+	if cfg.publisher != nil {
+		o.Publisher = cfg.publisher(js)
+	}
+	o.API.Token = cfg.token
+	if cfg.seamURL != "" {
+		co := seam.DefaultOptions()
+		co.BaseURL, co.APIKey, co.Registerer, co.RetryBase = cfg.seamURL, cfg.seamKey, reg, 10*time.Millisecond
+		client, err := seam.New(co)
+		require.NoError(t, err)
+		o.Seam = client
+	}
+	return o
 }
 
 func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	t.Helper()
-	_, js := natstest.Connect(t, e.nats.ClientURL())
-	ctx := t.Context()
-	bucket, err := js.KeyValue(ctx, streams.EncodingsBucket)
-	require.NoError(t, err)
-	cons, err := js.Consumer(ctx, streams.EventsStream, streams.WorkerConsumer)
-	require.NoError(t, err)
-	timerCons, err := js.Consumer(ctx, streams.TimersStream, streams.TimersConsumer)
-	require.NoError(t, err)
+	url := e.nats.ClientURL()
+	if cfg.url != "" {
+		url = cfg.url
+	}
+	_, js := natstest.Connect(t, url)
 	w := &worker{reg: prometheus.NewRegistry(), logs: &bytes.Buffer{}, mu: &sync.Mutex{}}
 	log := zerolog.New(lockedWriter{w.mu, w.logs})
-	so := encoding.DefaultServiceOptions()
-	so.Bucket, so.Publisher, so.Registerer, so.Log = bucket, js, w.reg, log
-	if cfg.earlyTTL > 0 {
-		so.EarlyTTL = cfg.earlyTTL
-	}
-	if cfg.outcomeWindow > 0 {
-		so.OutcomeWindow = cfg.outcomeWindow
-	}
-	if cfg.confirm > 0 {
-		so.ConfirmTimeout = cfg.confirm
-	}
-	if cfg.maxAge > 0 {
-		so.MaxAge = cfg.maxAge
-	}
-	if cfg.seamURL != "" {
-		co := seam.DefaultOptions()
-		co.BaseURL, co.APIKey, co.Registerer, co.RetryBase = cfg.seamURL, cfg.seamKey, w.reg, 10*time.Millisecond
-		client, err := seam.New(co)
-		require.NoError(t, err)
-		so.Seam = client
-	}
-	w.svc, err = encoding.NewService(so)
+	var err error
+	w.w, err = cwworker.New(t.Context(), e.workerOptions(t, cfg, js, log, w.reg))
 	require.NoError(t, err)
-	expiry, err := w.svc.CountUnmatched(ctx, js, log)
-	require.NoError(t, err)
-	t.Cleanup(expiry.Stop)
-	w.proc, err = encoding.NewProcessor(encoding.ProcessorOptions{
-		Service: w.svc, Consumer: cons, Publisher: js, Log: log,
-		MaxDeliver: e.owned.MaxDeliver, Concurrency: 4, HandleTimeout: time.Second, RetryDelay: 50 * time.Millisecond,
-	})
-	require.NoError(t, err)
-	require.NoError(t, w.proc.Start())
-	t.Cleanup(func() { _ = w.proc.Stop(context.Background()) })
-	w.timers, err = encoding.NewTimers(w.svc, timerCons, log, time.Second)
-	require.NoError(t, err)
-	if !cfg.noTimers {
-		require.NoError(t, w.timers.Start())
-		t.Cleanup(func() { _ = w.timers.Stop(context.Background()) })
-	}
-	h, err := encoding.Routes(encoding.APIOptions{Service: w.svc, Token: cfg.token, Log: log, MaxWait: time.Minute, MaxStream: time.Minute})
-	require.NoError(t, err)
-	w.api = httptest.NewServer(h)
+	require.NoError(t, w.w.Start())
+	t.Cleanup(func() { _ = w.w.Stop(context.Background()) })
+	w.api = httptest.NewServer(w.w.Handler())
 	t.Cleanup(w.api.Close)
 	return w
+}
+
+// stop stops the replica: its API, then its consumers.
+func (w *worker) stop(t testing.TB) {
+	t.Helper()
+	w.api.Close()
+	require.NoError(t, w.w.Stop(t.Context()))
 }
 
 type lockedWriter struct {
@@ -201,6 +224,7 @@ type outcomeLog struct {
 
 type outcome struct {
 	Subject string
+	MsgID   string
 	Record  encoding.Record
 }
 
@@ -212,7 +236,7 @@ func (o *outcomeLog) follow(t testing.TB, js jetstream.JetStream) {
 		var rec encoding.Record
 		_ = json.Unmarshal(m.Data(), &rec)
 		o.mu.Lock()
-		o.msgs = append(o.msgs, outcome{Subject: m.Subject(), Record: rec})
+		o.msgs = append(o.msgs, outcome{Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Record: rec})
 		close(o.changed)
 		o.changed = make(chan struct{})
 		o.mu.Unlock()
@@ -381,3 +405,25 @@ func waitResult(t testing.TB, result string, n int, ws ...*worker) {
 		return total >= float64(n)
 	}, 15*time.Second, 5*time.Millisecond, "waiting for %d %s events", n, result)
 }
+
+// revisions lists the revisions published for id, in arrival order.
+func (o *outcomeLog) revisions(id string) []uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []uint64
+	for _, m := range o.msgs {
+		if m.Record.EncodingID == id {
+			out = append(out, m.Record.Revision)
+		}
+	}
+	return out
+}
+
+// all is every outcome so far.
+func (o *outcomeLog) all() []outcome {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.msgs)
+}
+
+func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

@@ -1,14 +1,18 @@
-package encoding
+package worker
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/cardwire/cardwire/internal/encoding"
 )
 
 type metrics struct {
 	events          *prometheus.CounterVec
 	resolved        *prometheus.CounterVec
-	transitions     *prometheus.CounterVec
+	outcomes        *prometheus.CounterVec
+	outboxErrors    prometheus.Counter
+	apiUnauthorized prometheus.Counter
 	resolveDuration prometheus.Histogram
 	eventLag        prometheus.Histogram
 	handleDuration  *prometheus.HistogramVec
@@ -23,16 +27,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		events: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cardwire_worker_events_total",
-			Help: "Seam events consumed, by event type and what they did (matched, early, unmatched, duplicate, stale, conflict, ignored, dead_lettered).",
+			Help: "Seam events consumed, by event type and what they did (matched, early, unmatched, duplicate, stale, late, ignored, held, retried, dead_lettered).",
 		}, []string{"event_type", "result"}),
 		resolved: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cardwire_worker_encodings_resolved_total",
 			Help: "Encodings that reached a final status, by status and resolved_by.",
 		}, []string{"status", "resolved_by"}),
-		transitions: f.NewCounterVec(prometheus.CounterOpts{
+		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cardwire_worker_outcomes_published_total",
-			Help: "State changes published on ENCODING_EVENTS, by status (repairing republishes not counted).",
+			Help: "Record revisions the outbox published on ENCODING_EVENTS, by status (repeats the stream dropped as duplicates not counted).",
 		}, []string{"status"}),
+		outboxErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "cardwire_worker_outbox_errors_total",
+			Help: "Outcome publishes that failed and were retried by the outbox.",
+		}),
 		resolveDuration: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cardwire_worker_resolve_duration_seconds",
 			Help:    "Time from requested_at to the final status.",
@@ -65,7 +73,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Worker API requests being served, long polls and event streams included.",
 		}),
 	}
-	for _, r := range []Result{ResultMatched, ResultEarly, ResultUnmatched, ResultDuplicate, ResultStale, ResultConflict, ResultIgnored, ResultDeadLettered, ResultRetried} {
+	m.apiUnauthorized = f.NewCounter(prometheus.CounterOpts{
+		Name: "cardwire_worker_api_unauthorized_total",
+		Help: "Worker API requests refused for a missing or wrong bearer token.",
+	})
+	for _, r := range encoding.Results {
 		m.events.WithLabelValues("other", string(r))
 	}
 	return m

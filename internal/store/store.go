@@ -1,0 +1,399 @@
+// Package store keeps the worker's state in the ENCODINGS KV bucket and is
+// the only package that knows its key names. Every change is a
+// compare-and-set on the key's revision, and every read is a leader read
+// of one key (the bucket is created with direct gets off): nothing on the
+// hot path lists keys, so a registration and an event always see each
+// other's writes, on one server or on a cluster.
+//
+// Key layout (every part is a validated subject token):
+//
+//	enc.<encoding_id>               the record (encoding.Record, JSON); its revisions feed the outbox
+//	tgt.<ws>.<kind>.<id>            the credential's or access method's encodings and kept events
+//	                                (encoding.TargetState)
+//	encoder.<ws>.<acs_encoder_id>   encodings started on that encoder (EncoderState)
+//	idem.<sha256 of ws and key>     an Idempotency-Key's request and progress (Idempotency; per-key TTL)
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// KV is the part of jetstream.KeyValue the store uses.
+type KV interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+	ListKeysFiltered(ctx context.Context, filters ...string) (jetstream.KeyLister, error)
+	Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+}
+
+// ErrRevisionLimit reports a record change beyond streams.MaxRevisions: the
+// bucket keeps no more history than that, so the outbox could skip one.
+var ErrRevisionLimit = errors.New("record has reached its revision limit")
+
+// casAttempts bounds a compare-and-set loop; each retry means another
+// writer changed the key in between, so a handful is plenty.
+const casAttempts = 16
+
+// IdempotencyTTL is how long an Idempotency-Key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+func recordKey(id string) string { return "enc." + id }
+func targetKey(t encoding.TargetRef) string {
+	return "tgt." + t.WorkspaceID + "." + t.Kind + "." + t.ID
+}
+func encoderKey(ws, encoder string) string { return "encoder." + ws + "." + encoder }
+func idemKey(ws, key string) string {
+	sum := sha256.Sum256([]byte(ws + "\x00" + key))
+	return "idem." + hex.EncodeToString(sum[:])
+}
+
+// RecordsSubject is the bucket-stream subject of every record: the outbox
+// consumes it.
+const RecordsSubject = "$KV." + streams.EncodingsBucket + ".enc.>"
+
+// RecordID returns the encoding id of a record's bucket-stream subject, or
+// false for any other subject.
+func RecordID(subject string) (string, bool) {
+	const prefix = "$KV." + streams.EncodingsBucket + ".enc."
+	id, ok := strings.CutPrefix(subject, prefix)
+	return id, ok && streams.ValidToken(id)
+}
+
+// conflict reports a lost compare-and-set: Create found the key, or Update
+// found a newer revision (replicated streams report the former only as
+// ErrKeyRevisionMismatch).
+func conflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// Store keeps records, target and encoder states and idempotency keys.
+type Store struct {
+	kv KV
+}
+
+// New returns a store over bucket.
+func New(bucket KV) *Store { return &Store{kv: bucket} }
+
+// Get returns the record, or an error wrapping encoding.ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (encoding.Record, error) {
+	var rec encoding.Record
+	_, err := s.read(ctx, recordKey(id), &rec)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return encoding.Record{}, fmt.Errorf("%s: %w", id, encoding.ErrNotFound)
+	}
+	return rec, err
+}
+
+// Create stores rec as revision 1. If the record exists already (a replay
+// of a registration), it returns the stored one and created=false.
+func (s *Store) Create(ctx context.Context, rec encoding.Record) (stored encoding.Record, created bool, err error) {
+	rec.Revision = 1
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return encoding.Record{}, false, err
+	}
+	_, err = s.kv.Create(ctx, recordKey(rec.EncodingID), b)
+	if conflict(err) {
+		stored, err = s.Get(ctx, rec.EncodingID)
+		return stored, false, err
+	}
+	if err != nil {
+		return encoding.Record{}, false, fmt.Errorf("create encoding %s: %w", rec.EncodingID, err)
+	}
+	return rec, true, nil
+}
+
+// Update applies fn to the current record and stores the result, one
+// revision higher, with a compare-and-set on the KV revision fn saw,
+// retrying when another writer got there first. fn returns changed=false
+// to store nothing. Update returns the record as stored (or as it is, when
+// unchanged).
+func (s *Store) Update(ctx context.Context, id string, fn func(encoding.Record) (encoding.Record, bool)) (encoding.Record, bool, error) {
+	for range casAttempts {
+		var rec encoding.Record
+		rev, err := s.read(ctx, recordKey(id), &rec)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return encoding.Record{}, false, fmt.Errorf("%s: %w", id, encoding.ErrNotFound)
+		}
+		if err != nil {
+			return encoding.Record{}, false, err
+		}
+		next, changed := fn(rec)
+		if !changed {
+			return rec, false, nil
+		}
+		next.Revision = rec.Revision + 1
+		if next.Revision > streams.MaxRevisions {
+			return rec, false, fmt.Errorf("update encoding %s: %w (%d)", id, ErrRevisionLimit, streams.MaxRevisions)
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return encoding.Record{}, false, err
+		}
+		_, err = s.kv.Update(ctx, recordKey(id), b, rev)
+		if conflict(err) {
+			continue
+		}
+		if err != nil {
+			return encoding.Record{}, false, fmt.Errorf("update encoding %s: %w", id, err)
+		}
+		return next, true, nil
+	}
+	return encoding.Record{}, false, fmt.Errorf("update encoding %s: still conflicting after %d attempts", id, casAttempts)
+}
+
+// Target returns the state of a credential or access method (empty if it
+// has none yet).
+func (s *Store) Target(ctx context.Context, t encoding.TargetRef) (encoding.TargetState, error) {
+	var st encoding.TargetState
+	_, err := s.read(ctx, targetKey(t), &st)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return encoding.TargetState{}, nil
+	}
+	return st, err
+}
+
+// UpdateTarget applies fn to a target's state with a compare-and-set,
+// retrying on a lost race; fn returns whether it changed anything, or an
+// error to stop (returned as is). It returns the state as stored.
+func (s *Store) UpdateTarget(ctx context.Context, t encoding.TargetRef, fn func(*encoding.TargetState) (bool, error)) (encoding.TargetState, error) {
+	var st encoding.TargetState
+	err := s.cas(ctx, targetKey(t), func(b []byte) ([]byte, error) {
+		st = encoding.TargetState{}
+		if b != nil {
+			if err := json.Unmarshal(b, &st); err != nil {
+				return nil, fmt.Errorf("decode target %s: %w", t, err)
+			}
+		}
+		changed, err := fn(&st)
+		if err != nil || !changed {
+			return nil, err
+		}
+		return json.Marshal(st)
+	})
+	return st, err
+}
+
+// EncoderState lists the encodings started on one encoder, newest last,
+// so that acs_encoder.removed finds them with one read.
+type EncoderState struct {
+	Encodings []string `json:"encodings"`
+}
+
+// maxPerEncoder bounds EncoderState: an encoder is one device at a desk,
+// and the oldest entries are long final.
+const maxPerEncoder = 256
+
+// Encoder returns the encodings started on an encoder.
+func (s *Store) Encoder(ctx context.Context, ws, encoder string) (EncoderState, error) {
+	var st EncoderState
+	_, err := s.read(ctx, encoderKey(ws, encoder), &st)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return EncoderState{}, nil
+	}
+	return st, err
+}
+
+// AddToEncoder records that encodingID runs on encoder (once).
+func (s *Store) AddToEncoder(ctx context.Context, ws, encoder, encodingID string) error {
+	return s.cas(ctx, encoderKey(ws, encoder), func(b []byte) ([]byte, error) {
+		var st EncoderState
+		if b != nil {
+			if err := json.Unmarshal(b, &st); err != nil {
+				return nil, fmt.Errorf("decode encoder %s: %w", encoder, err)
+			}
+		}
+		for _, id := range st.Encodings {
+			if id == encodingID {
+				return nil, nil
+			}
+		}
+		st.Encodings = append(st.Encodings, encodingID)
+		if n := len(st.Encodings) - maxPerEncoder; n > 0 {
+			st.Encodings = st.Encodings[n:]
+		}
+		return json.Marshal(st)
+	})
+}
+
+// Idempotency is what an Idempotency-Key remembers: the encoding it
+// created, the request's fingerprint, and how far the registration got.
+type Idempotency struct {
+	EncodingID  string `json:"encoding_id"`
+	Fingerprint string `json:"fingerprint"`
+	// EncodeSent is set before the encode call to Seam: a replay never
+	// sends it again (a second encode could write a second card).
+	EncodeSent bool `json:"encode_sent,omitempty"`
+}
+
+// Remember stores in for key unless the key is taken; it returns what the
+// key holds and whether this call stored it.
+func (s *Store) Remember(ctx context.Context, ws, key string, in Idempotency) (Idempotency, bool, error) {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return Idempotency{}, false, err
+	}
+	_, err = s.kv.Create(ctx, idemKey(ws, key), b, jetstream.KeyTTL(IdempotencyTTL))
+	if conflict(err) {
+		var got Idempotency
+		if _, err := s.read(ctx, idemKey(ws, key), &got); err != nil {
+			return Idempotency{}, false, fmt.Errorf("read idempotency key: %w", err)
+		}
+		return got, false, nil
+	}
+	if err != nil {
+		return Idempotency{}, false, fmt.Errorf("store idempotency key: %w", err)
+	}
+	return in, true, nil
+}
+
+// MarkEncodeSent records that the encode is about to be sent for key.
+func (s *Store) MarkEncodeSent(ctx context.Context, ws, key string) error {
+	return s.cas(ctx, idemKey(ws, key), func(b []byte) ([]byte, error) {
+		var st Idempotency
+		if b == nil {
+			return nil, fmt.Errorf("idempotency key vanished: %w", encoding.ErrNotFound)
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, err
+		}
+		if st.EncodeSent {
+			return nil, nil
+		}
+		st.EncodeSent = true
+		return json.Marshal(st)
+	})
+}
+
+// read gets key into v and returns its KV revision; a missing key is
+// jetstream.ErrKeyNotFound.
+func (s *Store) read(ctx context.Context, key string, v any) (uint64, error) {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return e.Revision(), nil
+}
+
+// cas runs a compare-and-set loop on key: fn gets the current value (nil
+// when absent) and returns the new one, or nil to write nothing.
+func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, error)) error {
+	for range casAttempts {
+		e, err := s.kv.Get(ctx, key)
+		var cur []byte
+		var rev uint64
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("get %s: %w", key, err)
+		default:
+			cur, rev = e.Value(), e.Revision()
+		}
+		next, err := fn(cur)
+		if err != nil || next == nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, next)
+		} else {
+			_, err = s.kv.Update(ctx, key, next, rev)
+		}
+		if conflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("write %s: still conflicting after %d attempts", key, casAttempts)
+}
+
+// Records lists the ids of every record. It costs a key listing of the
+// whole bucket, so only operators' listings use it; a listing that ends
+// before it is complete is an error, never a short answer.
+func (s *Store) Records(ctx context.Context) ([]string, error) {
+	lister, err := s.kv.ListKeysFiltered(ctx, recordKey("*"))
+	if err != nil {
+		return nil, fmt.Errorf("list records: %w", err)
+	}
+	defer func() { _ = lister.Stop() }()
+	var out []string
+	for k := range lister.Keys() {
+		out = append(out, strings.TrimPrefix(k, "enc."))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list records: ended early: %w", err)
+	}
+	return out, nil
+}
+
+// Watch sends the record now (if it exists) and at every change until ctx
+// ends; the channel is closed then.
+func (s *Store) Watch(ctx context.Context, id string) (<-chan encoding.Record, error) {
+	w, err := s.kv.Watch(ctx, recordKey(id))
+	if err != nil {
+		return nil, fmt.Errorf("watch encoding %s: %w", id, err)
+	}
+	return records(ctx, w), nil
+}
+
+// WatchAll sends every record as it is stored, starting with the current
+// ones, until ctx ends.
+func (s *Store) WatchAll(ctx context.Context) (<-chan encoding.Record, error) {
+	w, err := s.kv.Watch(ctx, recordKey("*"))
+	if err != nil {
+		return nil, fmt.Errorf("watch encodings: %w", err)
+	}
+	return records(ctx, w), nil
+}
+
+func records(ctx context.Context, w jetstream.KeyWatcher) <-chan encoding.Record {
+	out := make(chan encoding.Record, 1)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue // nil marks the end of the initial values
+				}
+				var rec encoding.Record
+				if json.Unmarshal(e.Value(), &rec) != nil {
+					continue
+				}
+				select {
+				case out <- rec:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}

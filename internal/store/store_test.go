@@ -1,0 +1,190 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/natstest"
+	"github.com/cardwire/cardwire/internal/store"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+const ws = "ws1"
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	srv := natstest.RunJetStream(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
+	owned, err := streams.EnsureWorker(t.Context(), js, streams.DefaultWorkerOptions())
+	require.NoError(t, err)
+	return store.New(owned.Bucket)
+}
+
+func pending(id string) encoding.Record {
+	now := time.Now().UTC()
+	return encoding.Record{EncodingID: id, WorkspaceID: ws, AcsEncoderID: "enc1", AcsCredentialID: "cred-" + id,
+		Status: encoding.StatusPending, RequestedAt: now, Deadline: now.Add(time.Minute)}
+}
+
+// Create is revision 1 and a replay of it returns the stored record; every
+// Update adds exactly one revision, however many writers race.
+func TestRecordRevisions(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	rec, created, err := s.Create(ctx, pending("e1"))
+	require.NoError(t, err)
+	require.True(t, created)
+	require.EqualValues(t, 1, rec.Revision)
+	again, created, err := s.Create(ctx, pending("e1"))
+	require.NoError(t, err)
+	require.False(t, created, "a replay finds the record")
+	require.Equal(t, rec.RequestedAt, again.RequestedAt, "and keeps the first one")
+
+	const writers, each = 4, 5
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				_, changed, err := s.Update(context.Background(), "e1", func(r encoding.Record) (encoding.Record, bool) {
+					r.CardNumber = fmt.Sprint(w, i)
+					return r, true
+				})
+				require.NoError(t, err)
+				require.True(t, changed)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := s.Get(ctx, "e1")
+	require.NoError(t, err)
+	require.EqualValues(t, 1+writers*each, got.Revision, "no update lost, none counted twice")
+
+	_, changed, err := s.Update(ctx, "e1", func(r encoding.Record) (encoding.Record, bool) { return r, false })
+	require.NoError(t, err)
+	require.False(t, changed)
+	_, err = s.Get(ctx, "missing")
+	require.ErrorIs(t, err, encoding.ErrNotFound)
+}
+
+// A record stops at streams.MaxRevisions: the bucket keeps no more.
+func TestRevisionLimit(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	_, _, err := s.Create(ctx, pending("e1"))
+	require.NoError(t, err)
+	bump := func(r encoding.Record) (encoding.Record, bool) { r.Deadline = r.Deadline.Add(time.Second); return r, true }
+	for range streams.MaxRevisions - 1 {
+		_, _, err := s.Update(ctx, "e1", bump)
+		require.NoError(t, err)
+	}
+	_, _, err = s.Update(ctx, "e1", bump)
+	require.ErrorIs(t, err, store.ErrRevisionLimit)
+}
+
+// Claims racing on one target: every claim lands, none overwrites another
+// (compare-and-set on one key, leader reads).
+func TestTargetClaimsRace(t *testing.T) {
+	s := newStore(t)
+	target := encoding.TargetRef{WorkspaceID: ws, Kind: encoding.KindCredential, ID: "c1"}
+	const n = 12
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.UpdateTarget(context.Background(), target, func(st *encoding.TargetState) (bool, error) {
+				st.AddClaim(encoding.Claim{EncodingID: fmt.Sprint("e", i), RequestedAt: time.Now()})
+				return true, nil
+			})
+			require.NoError(t, err)
+		})
+	}
+	wg.Wait()
+	st, err := s.Target(t.Context(), target)
+	require.NoError(t, err)
+	require.Len(t, st.Encodings, n)
+	for i := range n {
+		require.True(t, st.Has(fmt.Sprint("e", i)))
+	}
+}
+
+// A failing step stops the write and is returned; nothing is stored, and
+// running the step again (a replay) completes it once.
+func TestTargetPartialFailureAndReplay(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	target := encoding.TargetRef{WorkspaceID: ws, Kind: encoding.KindAccessMethod, ID: "am1"}
+	boom := fmt.Errorf("refused")
+	_, err := s.UpdateTarget(ctx, target, func(st *encoding.TargetState) (bool, error) {
+		st.AddClaim(encoding.Claim{EncodingID: "e1"})
+		return true, boom
+	})
+	require.ErrorIs(t, err, boom)
+	st, err := s.Target(ctx, target)
+	require.NoError(t, err)
+	require.Empty(t, st.Encodings, "nothing stored")
+	claim := func(st *encoding.TargetState) (bool, error) {
+		if st.Has("e1") {
+			return false, nil
+		}
+		st.AddClaim(encoding.Claim{EncodingID: "e1"})
+		return true, nil
+	}
+	for range 2 {
+		_, err = s.UpdateTarget(ctx, target, claim)
+		require.NoError(t, err)
+	}
+	st, err = s.Target(ctx, target)
+	require.NoError(t, err)
+	require.Len(t, st.Encodings, 1)
+
+	for range 2 {
+		require.NoError(t, s.AddToEncoder(ctx, ws, "enc1", "e1"))
+	}
+	es, err := s.Encoder(ctx, ws, "enc1")
+	require.NoError(t, err)
+	require.Equal(t, []string{"e1"}, es.Encodings)
+}
+
+// An Idempotency-Key is taken once; the second caller reads the first's.
+func TestIdempotency(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	first := store.Idempotency{EncodingID: "e1", Fingerprint: "f1"}
+	_, created, err := s.Remember(ctx, ws, "k", first)
+	require.NoError(t, err)
+	require.True(t, created)
+	got, created, err := s.Remember(ctx, ws, "k", store.Idempotency{EncodingID: "e2", Fingerprint: "f2"})
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, first, got)
+	require.NoError(t, s.MarkEncodeSent(ctx, ws, "k"))
+	require.NoError(t, s.MarkEncodeSent(ctx, ws, "k"), "again is a no-op")
+	got, _, err = s.Remember(ctx, ws, "k", first)
+	require.NoError(t, err)
+	require.True(t, got.EncodeSent)
+	_, created, err = s.Remember(ctx, "other-ws", "k", first)
+	require.NoError(t, err)
+	require.True(t, created, "keys are per workspace")
+}
+
+// A listing whose context ends is an error, never a short answer.
+func TestRecordsListingEndsEarly(t *testing.T) {
+	s := newStore(t)
+	for i := range 20 {
+		_, _, err := s.Create(t.Context(), pending(fmt.Sprint("e", i)))
+		require.NoError(t, err)
+	}
+	ids, err := s.Records(t.Context())
+	require.NoError(t, err)
+	require.Len(t, ids, 20)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = s.Records(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+}
