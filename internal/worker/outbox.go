@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,10 +44,11 @@ type outbox struct {
 	stopOnce sync.Once
 	stopped  chan struct{}
 	// unpin releases the pin at stop, so another worker takes over the
-	// outbox at once instead of after the pinned TTL.
+	// outbox at once instead of after the pinned TTL. It is done whether or
+	// not this worker holds the pin (which the client cannot tell until it
+	// is given a message): a worker that loses the pin this way is pinned
+	// again at its next pull.
 	unpin func(ctx context.Context) error
-	// got is set once this worker has been given a revision (is pinned).
-	got atomic.Bool
 }
 
 type pending struct {
@@ -88,7 +88,6 @@ func (o *outbox) start() error {
 // publish runs in the consume goroutine, one revision at a time, in the
 // bucket's order.
 func (o *outbox) publish(msg jetstream.Msg) {
-	o.got.Store(true)
 	if op := msg.Headers().Get("KV-Operation"); op != "" {
 		_ = msg.Ack() // a delete, purge or expiry marker: no outcome
 		return
@@ -169,7 +168,7 @@ func (o *outbox) stop(ctx context.Context) error {
 	})
 	select {
 	case <-o.stopped:
-		if o.got.Load() && o.unpin != nil {
+		if o.unpin != nil {
 			if err := o.unpin(ctx); err != nil {
 				o.log.Debug().Err(err).Msg("outbox: unpin at stop")
 			}

@@ -212,9 +212,10 @@ func (s *service) ask(ctx context.Context, rec encoding.Record) encoding.Answer 
 	var apiErr *seam.APIError
 	switch {
 	case err == nil:
-	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429:
+	case errors.As(err, &apiErr) && (apiErr.Status == 400 || apiErr.Status == 404 || apiErr.Status == 410 || apiErr.Status == 422):
 		// Seam does not know the attempt (or credential): asking again for
-		// a quarter of an hour cannot change that.
+		// a quarter of an hour cannot change that. 401, 403 and 429 are
+		// about the key or the rate, not the encoding: asked again.
 		ans.Refused = apiErr
 	default:
 		ans.Err = err

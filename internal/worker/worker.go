@@ -147,9 +147,13 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		w.svc.seam = o.Seam
 	}
 	observe := func(msg jetstream.Msg, d Disposition, took time.Duration) {
+		// The receiver's header names the type; only a message without one
+		// (published by something else) is read again for it.
 		typ := msg.Headers().Get(streams.HeaderEventType)
-		if ev, err := encoding.ParseEvent(msg.Data()); err == nil {
-			typ = ev.EventType
+		if typ == "" {
+			if ev, err := encoding.ParseEvent(msg.Data()); err == nil {
+				typ = ev.EventType
+			}
 		}
 		m.events.WithLabelValues(eventTypeLabel(typ), string(d.Result)).Inc()
 		m.handleDuration.WithLabelValues(string(d.Result)).Observe(took.Seconds())
