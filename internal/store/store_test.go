@@ -79,7 +79,10 @@ func TestRevisionLimit(t *testing.T) {
 	ctx := t.Context()
 	_, _, err := s.Create(ctx, pending("e1"))
 	require.NoError(t, err)
-	bump := func(r encoding.Record) (encoding.Record, bool) { r.Deadline = r.Deadline.Add(time.Second); return r, true }
+	bump := func(r encoding.Record) (encoding.Record, bool) {
+		r.Deadline = r.Deadline.Add(time.Second)
+		return r, true
+	}
 	for range streams.MaxRevisions - 1 {
 		_, _, err := s.Update(ctx, "e1", bump)
 		require.NoError(t, err)
