@@ -31,6 +31,7 @@ type cfg struct {
 	Seam            seam.Options
 	MaxWait         time.Duration
 	MaxStream       time.Duration
+	MaxWaiters      int
 	Owned           streams.WorkerOptions
 	Concurrency     int
 	HandleTimeout   time.Duration
@@ -64,6 +65,7 @@ func loadConfig(env *config.Env) cfg {
 	}
 	c.MaxWait = env.Duration("WORKER_API_MAX_WAIT", time.Minute)
 	c.MaxStream = env.Duration("WORKER_API_MAX_STREAM", 15*time.Minute)
+	c.MaxWaiters = env.Int("WORKER_API_MAX_WAITERS", 10000)
 	c.Owned.Replicas = env.Int("ENCODINGS_REPLICAS", c.Owned.Replicas)
 	c.Owned.RecordTTL = env.Duration("ENCODINGS_RECORD_TTL", c.Owned.RecordTTL)
 	c.Owned.OutcomesMaxAge = env.Duration("ENCODING_EVENTS_MAX_AGE", c.Owned.OutcomesMaxAge)

@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ConfirmTimeout: c.ConfirmTimeout, MaxAge: c.MaxAge}
 	wo.OrderGrace, wo.EnrichTimeout = c.OrderGrace, c.EnrichTimeout
 	wo.MaxDeliver, wo.Concurrency, wo.HandleTimeout, wo.AckWait = c.Owned.MaxDeliver, c.Concurrency, c.HandleTimeout, c.Owned.AckWait
-	wo.API.Token, wo.API.MaxWait, wo.API.MaxStream = c.APIToken.Reveal(), c.MaxWait, c.MaxStream
+	wo.API.Token, wo.API.MaxWait, wo.API.MaxStream, wo.API.MaxWaiters = c.APIToken.Reveal(), c.MaxWait, c.MaxStream, c.MaxWaiters
 	if c.Seam.APIKey != "" {
 		c.Seam.Registerer = reg
 		client, err := seam.New(c.Seam)
@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fail(err)
 	}
-	if err := w.Start(); err != nil {
+	if err := w.Start(ctx); err != nil {
 		return fail(errors.Join(err, w.Stop(context.Background())))
 	}
 	// Stopped after the API: registrations in flight finish first, then

@@ -167,7 +167,7 @@ func binariesRegistry(t *testing.T) *prometheus.Registry {
 	wo.JS, wo.Owned, wo.Registerer, wo.Seam = js, owned, reg, client
 	w, err := worker.New(ctx, wo)
 	must(t, "worker", err)
-	must(t, "worker start", w.Start())
+	must(t, "worker start", w.Start(ctx))
 	t.Cleanup(func() { _ = w.Stop(context.Background()) })
 	return reg
 }

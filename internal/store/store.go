@@ -12,6 +12,9 @@
 //	                                (encoding.TargetState)
 //	encoder.<ws>.<acs_encoder_id>   encodings started on that encoder (EncoderState)
 //	idem.<sha256 of ws and key>     an Idempotency-Key's request and progress (Idempotency; per-key TTL)
+//	pend.<ws>.<encoding_id>         present while the encoding is pending (its requested_at): the
+//	                                pending index; removed by a purge whose marker expires after a
+//	                                minute, so reading it costs the pending encodings, not the records
 package store
 
 import (
@@ -35,7 +38,8 @@ type KV interface {
 	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
-	ListKeysFiltered(ctx context.Context, filters ...string) (jetstream.KeyLister, error)
+	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 	Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
 }
 
@@ -79,7 +83,8 @@ func conflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
 
-// Store keeps records, target and encoder states and idempotency keys.
+// Store keeps records, target and encoder states, idempotency keys and
+// the pending index.
 type Store struct {
 	kv KV
 }
@@ -328,47 +333,105 @@ func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, er
 	return fmt.Errorf("write %s: still conflicting after %d attempts", key, casAttempts)
 }
 
-// Records lists the ids of every record. It costs a key listing of the
-// whole bucket, so only operators' listings use it; a listing that ends
-// before it is complete is an error, never a short answer.
-func (s *Store) Records(ctx context.Context) ([]string, error) {
-	lister, err := s.kv.ListKeysFiltered(ctx, recordKey("*"))
+func pendingKey(ws, id string) string { return "pend." + ws + "." + id }
+
+// Pending is one entry of the pending index.
+type Pending struct {
+	EncodingID  string    `json:"-"`
+	WorkspaceID string    `json:"-"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// AddPending enters a pending record in the pending index.
+func (s *Store) AddPending(ctx context.Context, rec encoding.Record) error {
+	b, err := json.Marshal(Pending{RequestedAt: rec.RequestedAt})
 	if err != nil {
-		return nil, fmt.Errorf("list records: %w", err)
+		return err
 	}
-	defer func() { _ = lister.Stop() }()
-	var out []string
-	for k := range lister.Keys() {
-		out = append(out, strings.TrimPrefix(k, "enc."))
+	if _, err := s.kv.Put(ctx, pendingKey(rec.WorkspaceID, rec.EncodingID), b); err != nil {
+		return fmt.Errorf("index pending %s: %w", rec.EncodingID, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list records: ended early: %w", err)
+	return nil
+}
+
+// pendingMarkerTTL is how long the marker of a removed pending-index key
+// stays: long enough for every watcher to see the removal, short enough
+// that the index never holds one per record.
+const pendingMarkerTTL = time.Minute
+
+// RemovePending takes an encoding out of the pending index. Removing one
+// that is not there is not an error.
+func (s *Store) RemovePending(ctx context.Context, ws, id string) error {
+	err := s.kv.Purge(ctx, pendingKey(ws, id), jetstream.PurgeTTL(pendingMarkerTTL))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("unindex pending %s: %w", id, err)
 	}
+	return nil
+}
+
+// PendingChange is one entry of the pending index, added or removed.
+type PendingChange struct {
+	Pending
+	Removed bool
+}
+
+// WatchPending sends the pending index as it is (ending with a zero
+// PendingChange with an empty EncodingID, once the current entries are
+// sent), then every change, until ctx ends. It reads one message per
+// pending encoding (and per removal of the last minute), never one per
+// record.
+func (s *Store) WatchPending(ctx context.Context) (<-chan PendingChange, error) {
+	w, err := s.kv.Watch(ctx, "pend.>")
+	if err != nil {
+		return nil, fmt.Errorf("watch the pending index: %w", err)
+	}
+	out := make(chan PendingChange, 64)
+	go func() {
+		defer close(out)
+		defer func() { _ = w.Stop() }()
+		for {
+			var c PendingChange
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					parts := strings.SplitN(e.Key(), ".", 3)
+					if len(parts) != 3 {
+						continue
+					}
+					c.WorkspaceID, c.EncodingID = parts[1], parts[2]
+					if e.Operation() == jetstream.KeyValuePut {
+						if json.Unmarshal(e.Value(), &c.Pending) != nil {
+							continue
+						}
+						c.WorkspaceID, c.EncodingID = parts[1], parts[2]
+					} else {
+						c.Removed = true
+					}
+				}
+			}
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return out, nil
 }
 
-// Watch sends the record now (if it exists) and at every change until ctx
-// ends; the channel is closed then.
-func (s *Store) Watch(ctx context.Context, id string) (<-chan encoding.Record, error) {
-	w, err := s.kv.Watch(ctx, recordKey(id))
-	if err != nil {
-		return nil, fmt.Errorf("watch encoding %s: %w", id, err)
-	}
-	return records(ctx, w), nil
-}
-
-// WatchAll sends every record as it is stored, starting with the current
-// ones, until ctx ends.
-func (s *Store) WatchAll(ctx context.Context) (<-chan encoding.Record, error) {
-	w, err := s.kv.Watch(ctx, recordKey("*"))
+// WatchRecords sends every record revision stored from now on, until ctx
+// ends (one ordered consumer: a process needs one, whatever it serves).
+func (s *Store) WatchRecords(ctx context.Context) (<-chan encoding.Record, error) {
+	w, err := s.kv.Watch(ctx, recordKey("*"), jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("watch encodings: %w", err)
 	}
-	return records(ctx, w), nil
-}
-
-func records(ctx context.Context, w jetstream.KeyWatcher) <-chan encoding.Record {
-	out := make(chan encoding.Record, 1)
+	out := make(chan encoding.Record, 256)
 	go func() {
 		defer close(out)
 		defer func() { _ = w.Stop() }()
@@ -381,7 +444,7 @@ func records(ctx context.Context, w jetstream.KeyWatcher) <-chan encoding.Record
 					return
 				}
 				if e == nil || e.Operation() != jetstream.KeyValuePut {
-					continue // nil marks the end of the initial values
+					continue
 				}
 				var rec encoding.Record
 				if json.Unmarshal(e.Value(), &rec) != nil {
@@ -395,5 +458,5 @@ func records(ctx context.Context, w jetstream.KeyWatcher) <-chan encoding.Record
 			}
 		}
 	}()
-	return out
+	return out, nil
 }

@@ -176,18 +176,32 @@ func TestIdempotency(t *testing.T) {
 	require.True(t, created, "keys are per workspace")
 }
 
-// A listing whose context ends is an error, never a short answer.
-func TestRecordsListingEndsEarly(t *testing.T) {
+// The pending index: what is added and not removed, read once, then its
+// changes; a removal leaves no entry behind.
+func TestPendingIndex(t *testing.T) {
 	s := newStore(t)
-	for i := range 20 {
-		_, _, err := s.Create(t.Context(), pending(fmt.Sprint("e", i)))
-		require.NoError(t, err)
+	ctx := t.Context()
+	for i := range 5 {
+		require.NoError(t, s.AddPending(ctx, pending(fmt.Sprint("e", i))))
 	}
-	ids, err := s.Records(t.Context())
+	require.NoError(t, s.RemovePending(ctx, ws, "e0"))
+	require.NoError(t, s.RemovePending(ctx, ws, "never-indexed"))
+	changes, err := s.WatchPending(ctx)
 	require.NoError(t, err)
-	require.Len(t, ids, 20)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	_, err = s.Records(ctx)
-	require.ErrorIs(t, err, context.Canceled)
+	var ids []string
+	for c := range changes {
+		if c.EncodingID == "" {
+			break // the current entries are all read
+		}
+		if !c.Removed {
+			ids = append(ids, c.EncodingID)
+			require.Equal(t, ws, c.WorkspaceID)
+			require.False(t, c.RequestedAt.IsZero())
+		}
+	}
+	require.ElementsMatch(t, []string{"e1", "e2", "e3", "e4"}, ids)
+	require.NoError(t, s.RemovePending(ctx, ws, "e1"))
+	c := <-changes
+	require.Equal(t, "e1", c.EncodingID)
+	require.True(t, c.Removed, "a removal is seen by watchers")
 }

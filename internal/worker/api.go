@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -31,17 +30,28 @@ type APIOptions struct {
 	// end when the caller hangs up (nor at shutdown): a step cut off
 	// half-way would only be finished by a replay or the deadline.
 	RegisterTimeout time.Duration
+	// MaxWaiters bounds the long polls and event streams open at once
+	// (WORKER_API_MAX_WAITERS); beyond it, 429.
+	MaxWaiters int
+	// StreamPing is how often an idle event stream gets a comment line.
+	StreamPing time.Duration
+	// WriteTimeout bounds writing one answer (and one event of a stream).
+	WriteTimeout time.Duration
 }
 
 // DefaultAPIOptions returns the documented defaults.
 func DefaultAPIOptions() APIOptions {
-	return APIOptions{MaxWait: time.Minute, MaxStream: 15 * time.Minute, RegisterTimeout: 20 * time.Second}
+	return APIOptions{MaxWait: time.Minute, MaxStream: 15 * time.Minute, RegisterTimeout: 20 * time.Second,
+		MaxWaiters: 10000, StreamPing: 15 * time.Second, WriteTimeout: 10 * time.Second}
 }
 
 // Validate reports the first option that cannot work.
 func (o APIOptions) Validate() error {
-	if o.MaxWait <= 0 || o.MaxStream <= 0 || o.RegisterTimeout <= 0 {
-		return errors.New("APIOptions.MaxWait, MaxStream and RegisterTimeout must be positive")
+	if o.MaxWait <= 0 || o.MaxStream <= 0 || o.RegisterTimeout <= 0 || o.StreamPing <= 0 || o.WriteTimeout <= 0 {
+		return errors.New("APIOptions.MaxWait, MaxStream, RegisterTimeout, StreamPing and WriteTimeout must be positive")
+	}
+	if o.MaxWaiters < 1 {
+		return errors.New("APIOptions.MaxWaiters must be positive")
 	}
 	return nil
 }
@@ -51,14 +61,12 @@ const (
 	encodingsPath = "/v1/encodings"
 	maxBodyBytes  = 64 << 10
 	maxListLimit  = 500
-	// maxListScan bounds the keys one list call examines.
-	maxListScan = 5000
 )
 
 // routes returns every route of the worker API. Middleware, outermost
 // first: recover → in-flight gauge → auth → per-route metrics → handler.
 func (w *Worker) routes() http.Handler {
-	a := &api{o: w.o.API, svc: w.svc, log: w.log.With().Str("component", "api").Logger(), waits: w.waits}
+	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, log: w.log.With().Str("component", "api").Logger(), waits: w.waits}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.HandlerFunc) {
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(
@@ -77,9 +85,10 @@ func (w *Worker) routes() http.Handler {
 }
 
 type api struct {
-	o   APIOptions
-	svc *service
-	log zerolog.Logger
+	o    APIOptions
+	svc  *service
+	feed *feed
+	log  zerolog.Logger
 	// waits ends when the worker stops: long polls and event streams end
 	// with it, while registrations and cancels finish.
 	waits context.Context
@@ -161,48 +170,99 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("wait must be a duration such as 30s, at most %s", a.o.MaxWait)})
 		return
 	}
-	ctx, cancel := a.waitContext(r, wait)
-	defer cancel()
-	updates, err := a.svc.Watch(ctx, id)
-	if err != nil {
-		a.fail(w, r, a.mapError(err))
+	sub, rec, ok := a.follow(w, r, id)
+	if !ok {
 		return
 	}
-	var last encoding.Record
-	for rec := range updates {
-		last = rec
+	defer a.feed.unsubscribe(sub)
+	if rec.Status.Terminal() {
+		writeJSON(w, http.StatusOK, rec) // final already: at once
+		return
 	}
-	if last.EncodingID == "" {
-		// The wait ended before the watch delivered the current value.
-		if last, err = a.svc.Get(r.Context(), id); err != nil {
-			a.fail(w, r, a.mapError(err))
+	ctx, cancel := a.waitContext(r, wait)
+	defer cancel()
+	for !rec.Status.Terminal() {
+		select {
+		case next := <-sub.ch:
+			if next.Revision > rec.Revision {
+				rec = next
+			}
+		case <-ctx.Done():
+			writeJSON(w, http.StatusOK, rec)
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, last)
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// follow subscribes to an encoding's revisions, then reads it, so that no
+// revision falls in between. It answers the error itself (404, 429, 503)
+// and reports false then.
+func (a *api) follow(w http.ResponseWriter, r *http.Request, id string) (*waiter, encoding.Record, bool) {
+	sub, err := a.feed.subscribe(id)
+	if err != nil {
+		a.svc.metrics.waitersRefused.Inc()
+		w.Header().Set("Retry-After", "1")
+		a.fail(w, r, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "too_many_waiters", Message: err.Error()})
+		return nil, encoding.Record{}, false
+	}
+	rec, err := a.svc.Get(r.Context(), id)
+	if err != nil {
+		a.feed.unsubscribe(sub)
+		a.fail(w, r, a.mapError(err))
+		return nil, encoding.Record{}, false
+	}
+	return sub, rec, true
 }
 
 func (a *api) events(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.waitContext(r, a.o.MaxStream)
-	defer cancel()
-	updates, err := a.svc.Watch(ctx, r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, a.mapError(err))
+	sub, rec, ok := a.follow(w, r, r.PathValue("id"))
+	if !ok {
 		return
 	}
+	defer a.feed.unsubscribe(sub)
+	ctx, cancel := a.waitContext(r, a.o.MaxStream)
+	defer cancel()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	for rec := range updates {
-		b, _ := json.Marshal(rec)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", rec.Status, b); err != nil {
-			return
+	send := func(format string, args ...any) bool {
+		// Each write has its own deadline: a client that stops reading
+		// does not hold the stream (the server sets none for this route).
+		_ = rc.SetWriteDeadline(time.Now().Add(a.o.WriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return false
 		}
-		if err := rc.Flush(); err != nil {
+		return rc.Flush() == nil
+	}
+	event := func(rec encoding.Record) bool {
+		b, _ := json.Marshal(rec)
+		return send("event: %s\ndata: %s\n\n", rec.Status, b)
+	}
+	if !event(rec) {
+		return
+	}
+	ping := time.NewTicker(a.o.StreamPing)
+	defer ping.Stop()
+	for !rec.Status.Terminal() {
+		select {
+		case next := <-sub.ch:
+			if next.Revision <= rec.Revision {
+				continue
+			}
+			rec = next
+			if !event(rec) {
+				return
+			}
+		case <-ping.C:
+			// A comment line keeps idle proxies from cutting the stream.
+			if !send(": ping\n\n") {
+				return
+			}
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -223,6 +283,9 @@ type listPage struct {
 	NextCursor string            `json:"next_cursor,omitempty"`
 }
 
+// list answers the pending encodings (of a workspace, or all), oldest
+// request first, from the process's in-memory pending index: its cost is
+// the page, not the bucket.
 func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	status, ws, cursor := encoding.Status(q.Get("status")), q.Get("workspace_id"), q.Get("cursor")
@@ -235,48 +298,40 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	if status != "" && !status.Valid() {
-		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "status must be pending, issued, failed, expired or canceled"})
+	if status != encoding.StatusPending {
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input",
+			Message: "status=pending is required: pending encodings are listed from an index; a settled one is read by its id (or followed on ENCODING_EVENTS)"})
 		return
-	}
-	ids, err := a.svc.store.Records(r.Context())
-	if err != nil {
-		a.fail(w, r, a.mapError(err))
-		return
-	}
-	slices.Sort(ids)
-	start, _ := slices.BinarySearch(ids, cursor)
-	if start < len(ids) && ids[start] == cursor {
-		start++
 	}
 	page := listPage{Encodings: []encoding.Record{}}
-	scanned := 0
-	for _, id := range ids[start:] {
-		if len(page.Encodings) == limit || scanned == maxListScan {
-			page.NextCursor = page.lastOr(ids, start+scanned-1)
-			break
-		}
-		scanned++
-		rec, err := a.svc.store.Get(r.Context(), id)
-		if errors.Is(err, encoding.ErrNotFound) {
-			continue
-		}
+	for len(page.Encodings) < limit {
+		ids, next, err := a.feed.pendingPage(ws, cursor, limit-len(page.Encodings))
 		if err != nil {
-			a.fail(w, r, a.mapError(err))
+			a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: err.Error()})
 			return
 		}
-		if (status == "" || rec.Status == status) && (ws == "" || rec.WorkspaceID == ws) {
+		for _, id := range ids {
+			rec, err := a.svc.store.Get(r.Context(), id)
+			switch {
+			case errors.Is(err, encoding.ErrNotFound):
+				a.feed.forget(id)
+				continue
+			case err != nil:
+				a.fail(w, r, a.mapError(err))
+				return
+			case rec.Status.Terminal():
+				// Settled a moment ago; the index catches up.
+				a.feed.forget(id)
+				continue
+			}
 			page.Encodings = append(page.Encodings, rec)
+		}
+		page.NextCursor, cursor = next, next
+		if next == "" {
+			break
 		}
 	}
 	writeJSON(w, http.StatusOK, page)
-}
-
-func (listPage) lastOr(ids []string, i int) string {
-	if i < 0 {
-		return ""
-	}
-	return ids[i]
 }
 
 // mapError turns a service error into the API's answer.

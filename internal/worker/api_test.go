@@ -117,6 +117,7 @@ func TestAPIIdempotencyAndConflicts(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.Status)
 	require.Equal(t, "encoding_pending", r.errType(t))
 	require.Contains(t, string(r.Body), first.record(t).EncodingID)
+	e.outcomes.wait(t, first.record(t).EncodingID, encoding.StatusPending)
 	require.Equal(t, 1, e.outcomes.count(first.record(t).EncodingID, encoding.StatusPending))
 
 	// Cancel; cancel again answers the same record (a retried DELETE) and

@@ -2,56 +2,27 @@ package worker
 
 import (
 	"context"
-	"sync"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/cardwire/cardwire/internal/encoding"
-	"github.com/cardwire/cardwire/internal/store"
 )
 
-// pendingTracker keeps the number of pending encodings from a watch on the
-// records in the bucket, so every replica reports the same, correct value
-// across restarts (a per-process counter would not).
-type pendingTracker struct {
-	mu      sync.Mutex
-	pending map[string]bool
-}
-
-// trackPending starts the watch and registers
-// cardwire_worker_encodings_pending on reg. The watch ends with ctx.
-func trackPending(ctx context.Context, st *store.Store, reg prometheus.Registerer) error {
-	updates, err := st.WatchAll(ctx)
-	if err != nil {
-		return err
-	}
-	t := &pendingTracker{pending: map[string]bool{}}
-	if err := reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "cardwire_worker_encodings_pending",
-		Help: "Encodings pending right now, from the ENCODINGS bucket.",
-	}, func() float64 { return float64(t.count()) })); err != nil {
-		return err
-	}
-	go func() {
-		for rec := range updates {
-			t.mu.Lock()
-			if rec.Status == encoding.StatusPending {
-				t.pending[rec.EncodingID] = true
-			} else {
-				delete(t.pending, rec.EncodingID)
-			}
-			t.mu.Unlock()
-		}
-	}()
-	return nil
-}
-
-func (t *pendingTracker) count() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.pending)
+// registerFeedGauges registers the gauges read from the process's feed:
+// the pending encodings (the same on every replica: the pending index is
+// shared) and the open waits of this process.
+func registerFeedGauges(f *feed, reg prometheus.Registerer) error {
+	return errors.Join(
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cardwire_worker_encodings_pending",
+			Help: "Encodings pending right now, from the pending index in the ENCODINGS bucket.",
+		}, func() float64 { return float64(f.pendingCount()) })),
+		reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cardwire_worker_api_waiters",
+			Help: "Long polls and event streams open on this worker (at most WORKER_API_MAX_WAITERS).",
+		}, func() float64 { return float64(f.openWaiters()) })),
+	)
 }
 
 // consumerCollector reports the consumer's backlog from consumer info at

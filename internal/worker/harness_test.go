@@ -82,6 +82,9 @@ type workerConfig struct {
 	publisher func(jetstream.JetStream) publisherJS
 	// url connects to another server than the env's (a cluster node).
 	url string
+	// maxWaiters and streamPing override the API's.
+	maxWaiters int
+	streamPing time.Duration
 }
 
 // publisherJS is what the worker publishes with.
@@ -122,6 +125,12 @@ func (e *env) workerOptions(t testing.TB, cfg workerConfig, js jetstream.JetStre
 		o.Publisher = cfg.publisher(js)
 	}
 	o.API.Token = cfg.token
+	if cfg.maxWaiters > 0 {
+		o.API.MaxWaiters = cfg.maxWaiters
+	}
+	if cfg.streamPing > 0 {
+		o.API.StreamPing = cfg.streamPing
+	}
 	if cfg.seamURL != "" {
 		co := seam.DefaultOptions()
 		co.BaseURL, co.APIKey, co.Registerer, co.RetryBase = cfg.seamURL, cfg.seamKey, reg, 10*time.Millisecond
@@ -144,7 +153,7 @@ func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	var err error
 	w.w, err = cwworker.New(t.Context(), e.workerOptions(t, cfg, js, log, w.reg))
 	require.NoError(t, err)
-	require.NoError(t, w.w.Start())
+	require.NoError(t, w.w.Start(t.Context()))
 	t.Cleanup(func() { _ = w.w.Stop(context.Background()) })
 	w.api = httptest.NewServer(w.w.Handler())
 	t.Cleanup(w.api.Close)

@@ -13,6 +13,7 @@ type metrics struct {
 	outcomes        *prometheus.CounterVec
 	outboxErrors    prometheus.Counter
 	apiUnauthorized prometheus.Counter
+	waitersRefused  prometheus.Counter
 	resolveDuration prometheus.Histogram
 	eventLag        prometheus.Histogram
 	handleDuration  *prometheus.HistogramVec
@@ -76,6 +77,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.apiUnauthorized = f.NewCounter(prometheus.CounterOpts{
 		Name: "cardwire_worker_api_unauthorized_total",
 		Help: "Worker API requests refused for a missing or wrong bearer token.",
+	})
+	m.waitersRefused = f.NewCounter(prometheus.CounterOpts{
+		Name: "cardwire_worker_api_waiters_refused_total",
+		Help: "Long polls and event streams refused (429) because WORKER_API_MAX_WAITERS were open.",
 	})
 	for _, r := range encoding.Results {
 		m.events.WithLabelValues("other", string(r))

@@ -104,7 +104,12 @@ func (s *service) create(ctx context.Context, req encoding.RegisterRequest, id s
 	if err := s.refuseOpen(ctx, rec); err != nil {
 		return encoding.Record{}, err
 	}
-	if err := s.timers.deadline(ctx, id, rec.Deadline); err != nil {
+	if err := s.timers.deadline(ctx, rec.WorkspaceID, id, rec.Deadline); err != nil {
+		return encoding.Record{}, err
+	}
+	// Indexed before it exists, like the timer: the deadline takes an
+	// entry whose record never came out of the index again.
+	if err := s.store.AddPending(ctx, rec); err != nil {
 		return encoding.Record{}, err
 	}
 	stored, created, err := s.store.Create(ctx, rec)
@@ -199,7 +204,7 @@ func (s *service) claim(ctx context.Context, rec encoding.Record) (encoding.Reco
 				Message: "another encoding of this credential was registered at the same time: " + open.EncodingID}, s.now())
 		})
 		if ferr == nil {
-			s.resolved(failed, "")
+			s.resolved(ctx, failed, "")
 		}
 		return failed, errors.Join(err, ferr)
 	}
@@ -357,7 +362,7 @@ func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (enc
 				s.log.Warn().Err(err).Str("encoding_id", id).Msg("card-number retry not scheduled")
 			}
 		}
-		s.resolved(rec, ev.EventID)
+		s.resolved(ctx, rec, ev.EventID)
 		s.metrics.eventLag.Observe(s.now().Sub(ev.OccurredAt).Seconds())
 	case encoding.ResultLate:
 		s.log.Warn().Str("encoding_id", id).Str("event_id", ev.EventID).Str("event_type", ev.EventType).
@@ -419,8 +424,12 @@ func cardOf(c seam.Credential) encoding.Card {
 	return card
 }
 
-// resolved records a final status: metrics and the log line.
-func (s *service) resolved(rec encoding.Record, eventID string) {
+// resolved records a final status: out of the pending index, metrics and
+// the log line. An index entry not removed here is removed at the deadline.
+func (s *service) resolved(ctx context.Context, rec encoding.Record, eventID string) {
+	if err := s.store.RemovePending(context.WithoutCancel(ctx), rec.WorkspaceID, rec.EncodingID); err != nil {
+		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("pending index not updated; the deadline will")
+	}
 	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
 	s.metrics.resolveDuration.Observe(s.now().Sub(rec.RequestedAt).Seconds())
 	ev := s.log.Info()
@@ -447,7 +456,7 @@ func (s *service) Cancel(ctx context.Context, id string) (encoding.Record, error
 	case err != nil:
 		return encoding.Record{}, err
 	case changed:
-		s.resolved(rec, "")
+		s.resolved(ctx, rec, "")
 		return rec, nil
 	case rec.Status == encoding.StatusCanceled:
 		return rec, nil
@@ -461,35 +470,4 @@ func (s *service) Get(ctx context.Context, id string) (encoding.Record, error) {
 		return encoding.Record{}, encoding.ErrNotFound
 	}
 	return s.store.Get(ctx, id)
-}
-
-// Watch sends the record now and at every change until it is final or ctx
-// ends, then closes the channel. It is a KV watch: nothing re-reads in a
-// loop.
-func (s *service) Watch(ctx context.Context, id string) (<-chan encoding.Record, error) {
-	if _, err := s.Get(ctx, id); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	in, err := s.store.Watch(ctx, id)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	out := make(chan encoding.Record, 1)
-	go func() {
-		defer close(out)
-		defer cancel()
-		for rec := range in {
-			select {
-			case out <- rec:
-			case <-ctx.Done():
-				return
-			}
-			if rec.Status.Terminal() {
-				return
-			}
-		}
-	}()
-	return out, nil
 }

@@ -64,8 +64,8 @@ func (t *scheduler) publish(ctx context.Context, token string, tm timer) error {
 	return nil
 }
 
-func (t *scheduler) deadline(ctx context.Context, id string, due time.Time) error {
-	return t.publish(ctx, id, timer{Kind: timerDeadline, EncodingID: id, Due: due})
+func (t *scheduler) deadline(ctx context.Context, ws, id string, due time.Time) error {
+	return t.publish(ctx, id, timer{Kind: timerDeadline, EncodingID: id, WorkspaceID: ws, Due: due})
 }
 
 func (t *scheduler) enrich(ctx context.Context, id string, due time.Time) error {
@@ -106,7 +106,7 @@ func (s *service) handleTimer(ctx context.Context, msg jetstream.Msg) Dispositio
 	var err error
 	switch {
 	case tm.Kind == timerDeadline && streams.ValidToken(tm.EncodingID):
-		again, err = s.onDeadline(ctx, tm.EncodingID, delivered)
+		again, err = s.onDeadline(ctx, tm.WorkspaceID, tm.EncodingID, delivered)
 	case tm.Kind == timerEnrich && streams.ValidToken(tm.EncodingID):
 		again, err = s.onEnrich(ctx, tm.EncodingID, delivered)
 	case tm.Kind == timerEarly && streams.ValidToken(tm.EventID) && streams.ValidToken(tm.WorkspaceID) && streams.ValidToken(tm.TargetID):
@@ -123,10 +123,16 @@ func (s *service) handleTimer(ctx context.Context, msg jetstream.Msg) Dispositio
 // or expires it (encoding.Decide). Without Seam (track-only) it extends
 // until the maximum age, then expires. It returns the delay after which to
 // look again, or 0 when done.
-func (s *service) onDeadline(ctx context.Context, id string, delivered uint64) (time.Duration, error) {
+func (s *service) onDeadline(ctx context.Context, ws, id string, delivered uint64) (time.Duration, error) {
 	rec, err := s.store.Get(ctx, id)
 	if errors.Is(err, encoding.ErrNotFound) {
-		return 0, nil // a registration that never stored its record
+		// A registration that never stored its record: out of the index
+		// (timers of earlier versions name no workspace; they never
+		// indexed).
+		if streams.ValidToken(ws) {
+			return 0, s.store.RemovePending(ctx, ws, id)
+		}
+		return 0, nil
 	}
 	if err != nil {
 		return 0, err
@@ -135,6 +141,8 @@ func (s *service) onDeadline(ctx context.Context, id string, delivered uint64) (
 	if d := encoding.Decide(rec, encoding.Answer{}, s.now(), policy, delivered); d.Action == encoding.Done || d.Action == encoding.Wait {
 		if d.Action == encoding.Done {
 			s.metrics.deadlines.WithLabelValues(deadlineAlreadyFinal).Inc()
+			// Repairs an index entry its settling did not remove.
+			return 0, s.store.RemovePending(ctx, rec.WorkspaceID, rec.EncodingID)
 		}
 		return d.Retry, nil
 	}
@@ -159,7 +167,7 @@ func (s *service) onDeadline(ctx context.Context, id string, delivered uint64) (
 	case encoding.Settle:
 		if changed {
 			s.metrics.deadlines.WithLabelValues(deadlineResult(d.Record)).Inc()
-			s.resolved(d.Record, "")
+			s.resolved(ctx, d.Record, "")
 		}
 	case encoding.Extend:
 		s.metrics.deadlines.WithLabelValues(deadlineExtended).Inc()

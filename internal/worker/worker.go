@@ -112,6 +112,7 @@ type Worker struct {
 	intake  *runner
 	timers  *runner
 	outbox  *outbox
+	feed    *feed
 	handler http.Handler
 	// waits ends long polls and event streams at Stop.
 	waits     context.Context
@@ -188,18 +189,22 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 			}
 			return st.UnpinConsumer(ctx, streams.OutboxConsumer, streams.OutboxGroup)
 		}}
+	w.feed = newFeed(o.API.MaxWaiters)
+	if err := registerFeedGauges(w.feed, o.Registerer); err != nil {
+		return nil, err
+	}
 	w.waits, w.stopWaits = context.WithCancel(context.Background())
 	w.handler = w.routes()
 	return w, nil
 }
 
-// Start begins the outbox, the timers, the intake and the pending gauge.
-// Stop ends them.
-func (w *Worker) Start() error {
-	watchCtx, stop := context.WithCancel(context.Background())
+// Start begins the feed (it returns once the pending index is read), the
+// outbox, the timers and the intake. Stop ends them.
+func (w *Worker) Start(ctx context.Context) error {
+	feedCtx, stop := context.WithCancel(context.Background())
 	w.stopWatch = stop
-	if err := trackPending(watchCtx, w.svc.store, w.o.Registerer); err != nil {
-		return fmt.Errorf("pending gauge: %w", err)
+	if err := w.feed.start(feedCtx, ctx, w.svc.store); err != nil {
+		return fmt.Errorf("feed: %w", err)
 	}
 	if err := w.outbox.start(); err != nil {
 		return err

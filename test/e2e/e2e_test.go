@@ -107,7 +107,7 @@ func startWorker(tb testing.TB, js jetstream.JetStream, c workerConfig) *httptes
 	}
 	w, err := worker.New(context.Background(), o)
 	require.NoError(tb, err)
-	require.NoError(tb, w.Start())
+	require.NoError(tb, w.Start(context.Background()))
 	tb.Cleanup(func() { _ = w.Stop(context.Background()) })
 	api := httptest.NewServer(w.Handler())
 	tb.Cleanup(api.Close)

@@ -95,7 +95,7 @@ func (s *seamStack) worker(t *testing.T, o workerOpts) *seamWorker {
 	}
 	w.w, err = worker.New(ctx, wo)
 	require.NoError(t, err)
-	require.NoError(t, w.w.Start())
+	require.NoError(t, w.w.Start(t.Context()))
 	t.Cleanup(func() { _ = w.w.Stop(context.Background()) })
 	w.api = httptest.NewServer(w.w.Handler())
 	t.Cleanup(w.api.Close)
