@@ -92,9 +92,6 @@ func (c cfg) validate() error {
 	if c.MaxAge < c.ConfirmTimeout {
 		return errors.New("ENCODING_MAX_AGE must not be shorter than ENCODING_CONFIRM_TIMEOUT")
 	}
-	if c.MaxAge >= c.Owned.TimerDuplicates {
-		return fmt.Errorf("ENCODING_MAX_AGE must be shorter than the timer stream's dedupe window (%s), or a replayed registration could add a second timer", c.Owned.TimerDuplicates)
-	}
 	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") && c.Seam.WorkspaceID == "" {
 		return errors.New("SEAM_WORKSPACE_ID must be set with a personal access token in SEAM_API_KEY (it is sent as the seam-workspace header)")
 	}

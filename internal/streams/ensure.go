@@ -87,9 +87,13 @@ type WorkerOptions struct {
 	OutcomesMaxAge time.Duration
 	// OutcomesDuplicates is the outcome stream's dedupe window.
 	OutcomesDuplicates time.Duration
-	// TimerDuplicates is the timer stream's dedupe window: one timer per
-	// encoding, so it must outlast the longest an encoding stays pending.
+	// TimerDuplicates is the timer stream's dedupe window: a replayed
+	// registration schedules the same deadline again within it.
 	TimerDuplicates time.Duration
+	// TimerMaxAckPending bounds the due timers handed out at once. Timers
+	// wait in the stream as message schedules until they are due, so it
+	// bounds work in progress, not how many encodings may be pending.
+	TimerMaxAckPending int
 	// AckWait is how long a delivered event may stay unacknowledged before
 	// it is redelivered (to any worker).
 	AckWait time.Duration
@@ -110,6 +114,7 @@ func DefaultWorkerOptions() WorkerOptions {
 		OutcomesMaxAge:     7 * 24 * time.Hour,
 		OutcomesDuplicates: 30 * time.Minute,
 		TimerDuplicates:    2 * time.Hour,
+		TimerMaxAckPending: 1000,
 		AckWait:            30 * time.Second,
 		MaxDeliver:         8,
 	}
@@ -122,6 +127,8 @@ func (o WorkerOptions) Validate() error {
 		return fmt.Errorf("WorkerOptions.Replicas must be between 1 and 5, got %d", o.Replicas)
 	case o.RecordTTL <= 0 || o.OutcomesMaxAge <= 0 || o.OutcomesDuplicates <= 0 || o.TimerDuplicates <= 0 || o.AckWait <= 0:
 		return errors.New("WorkerOptions durations must be positive")
+	case o.TimerMaxAckPending < 1:
+		return errors.New("WorkerOptions.TimerMaxAckPending must be positive")
 	case o.MaxDeliver < 2:
 		return errors.New("WorkerOptions.MaxDeliver must be at least 2")
 	}
@@ -161,24 +168,28 @@ func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (Owned
 		return Owned{}, err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        TimersStream,
-		Description: "One timer per pending encoding deadline or owed enrichment; redelivered with a delay until due",
-		Subjects:    []string{TimersSubjectPrefix + ".>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-		MaxAge:      o.RecordTTL,
-		Duplicates:  o.TimerDuplicates,
+		Name: TimersStream,
+		Description: "Encoding deadlines, card-number retries and kept-event expiries: message schedules on " +
+			SchedulesSubjectPrefix + ".> that the server publishes to " + TimersSubjectPrefix + ".> when due",
+		Subjects:          []string{TimersSubjectPrefix + ".>", SchedulesSubjectPrefix + ".>"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          o.Replicas,
+		MaxAge:            o.RecordTTL,
+		Duplicates:        o.TimerDuplicates,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
 	}); err != nil {
 		return Owned{}, fmt.Errorf("create or update stream %s: %w", TimersStream, err)
 	}
 	timers, err := js.CreateOrUpdateConsumer(ctx, TimersStream, jetstream.ConsumerConfig{
 		Durable:       TimersConsumer,
-		Description:   "cardwire worker: encoding deadlines and enrichment retries",
+		Description:   "cardwire worker: due encoding deadlines, enrichment retries and kept-event expiries",
+		FilterSubject: TimersSubjectPrefix + ".>",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       o.AckWait,
 		MaxDeliver:    -1,
-		MaxAckPending: 100000,
+		MaxAckPending: o.TimerMaxAckPending,
 	})
 	if err != nil {
 		return Owned{}, fmt.Errorf("create or update consumer %s on %s: %w", TimersConsumer, TimersStream, err)

@@ -37,6 +37,10 @@ const (
 	// OutboxConsumer is the workers' durable consumer on the bucket's record
 	// revisions; it alone publishes to OutcomesStream.
 	OutboxConsumer = "encoding-outbox"
+	// SchedulesSubjectPrefix starts the subjects of timer schedules in
+	// TimersStream: cardwire.schedules.<id>.<kind>, one (the latest) per
+	// subject; the server publishes each to TimerSubject when it is due.
+	SchedulesSubjectPrefix = "cardwire.schedules"
 	// TimersConsumer is the workers' shared durable consumer on TimersStream.
 	TimersConsumer = "encoding-timers"
 )
@@ -47,6 +51,14 @@ func TimerSubject(encodingID, kind string) (string, error) {
 		return "", fmt.Errorf("timer subject for %q/%q: %w", truncate(encodingID), truncate(kind), ErrInvalidToken)
 	}
 	return TimersSubjectPrefix + "." + encodingID + "." + kind, nil
+}
+
+// ScheduleSubject returns cardwire.schedules.<id>.<kind>.
+func ScheduleSubject(id, kind string) (string, error) {
+	if !ValidToken(id) || !ValidToken(kind) {
+		return "", fmt.Errorf("schedule subject for %q/%q: %w", truncate(id), truncate(kind), ErrInvalidToken)
+	}
+	return SchedulesSubjectPrefix + "." + id + "." + kind, nil
 }
 
 // EventsStreamSubjects are the subjects EventsStream captures.

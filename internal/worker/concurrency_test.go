@@ -119,5 +119,7 @@ func TestKilledWorkerEventsAreRedelivered(t *testing.T) {
 	for _, rec := range recs {
 		require.Equal(t, encoding.StatusIssued, survivor.waitFinal(t, rec.EncodingID).Status)
 	}
+	// Counted once acknowledged, a moment after the record is final.
+	waitResult(t, "matched", n, survivor)
 	require.EqualValues(t, n, survivor.counter("cardwire_worker_events_total", "result", "matched"))
 }

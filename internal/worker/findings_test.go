@@ -399,7 +399,7 @@ func TestFinding2IdempotencyKeyNotStuck(t *testing.T) {
 			if op == "get" {
 				return nil
 			}
-			if armed && ((op == "publish" && strings.HasPrefix(name, streams.TimersSubjectPrefix+".")) ||
+			if armed && ((op == "publish" && strings.HasPrefix(name, streams.SchedulesSubjectPrefix+".")) ||
 				(op == "create" && strings.HasPrefix(name, "enc."))) {
 				armed, outage, triggered = false, true, op+" "+name
 			}
@@ -794,7 +794,7 @@ func TestFinding7NoErrorAfterStoredRegistration(t *testing.T) {
 		{Name: "third other write fails", KV: nthOtherWrite(3)},
 		{Name: "fourth other write fails", KV: nthOtherWrite(4)},
 		{Name: "pending outcome publish fails", Pub: func(s string) bool { return s == "encodings."+ws+".pending" }},
-		{Name: "deadline timer publish fails", Pub: func(s string) bool { return strings.HasPrefix(s, streams.TimersSubjectPrefix+".") }},
+		{Name: "deadline timer publish fails", Pub: func(s string) bool { return strings.HasPrefix(s, streams.SchedulesSubjectPrefix+".") }},
 	}
 	for _, c := range testCases {
 		t.Run(c.Name, func(t *testing.T) {

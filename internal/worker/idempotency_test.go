@@ -28,7 +28,7 @@ func TestIdempotentReplayResumesEveryStep(t *testing.T) {
 		KV   func(op, key string) bool
 		Pub  func(subject string) bool
 	}{
-		{Name: "deadline timer", Pub: func(s string) bool { return strings.HasPrefix(s, streams.TimersSubjectPrefix+".") }},
+		{Name: "deadline timer", Pub: func(s string) bool { return strings.HasPrefix(s, streams.SchedulesSubjectPrefix+".") }},
 		{Name: "record", KV: func(op, key string) bool { return op == "create" && strings.HasPrefix(key, "enc.") }},
 		{Name: "encoder list", KV: func(op, key string) bool { return op != "get" && strings.HasPrefix(key, "encoder.") }},
 		{Name: "target claim", KV: func(op, key string) bool { return op != "get" && strings.HasPrefix(key, "tgt.") }},

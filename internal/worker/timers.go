@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,14 +39,21 @@ type timer struct {
 	TargetID    string `json:"target_id,omitempty"`
 }
 
-// scheduler publishes timers; one per kind and subject, deduplicated by
-// the stream's window.
+// scheduler publishes timers as JetStream message schedules: the timer
+// waits in the stream, costing no consumer anything, until the server
+// publishes it to its timer subject when it is due. One schedule per
+// subject (a roll-up replaces the previous one); the message id makes a
+// replayed schedule of the same timer a no-op.
 type scheduler struct {
 	p publisher
 }
 
 func (t *scheduler) publish(ctx context.Context, token string, tm timer) error {
-	subj, err := streams.TimerSubject(token, tm.Kind)
+	subj, err := streams.ScheduleSubject(token, tm.Kind)
+	if err != nil {
+		return err
+	}
+	target, err := streams.TimerSubject(token, tm.Kind)
 	if err != nil {
 		return err
 	}
@@ -55,8 +63,11 @@ func (t *scheduler) publish(ctx context.Context, token string, tm timer) error {
 		return err
 	}
 	msg := &nats.Msg{Subject: subj, Data: body, Header: nats.Header{
-		jetstream.MsgIDHeader:          {token + ":" + tm.Kind},
+		jetstream.MsgIDHeader:          {token + ":" + tm.Kind + ":" + strconv.FormatInt(tm.Due.UnixMilli(), 10)},
 		jetstream.ExpectedStreamHeader: {streams.TimersStream},
+		"Nats-Schedule":                {"@at " + tm.Due.Format(time.RFC3339Nano)},
+		"Nats-Schedule-Target":         {target},
+		"Nats-Rollup":                  {"sub"},
 	}}
 	if _, err := t.p.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("schedule %s for %s: %w", tm.Kind, token, err)
@@ -87,16 +98,17 @@ const (
 	deadlineSeamError    = "seam_error"
 )
 
-// handleTimer is the timers consumer's handler.
+// handleTimer is the timers consumer's handler: a timer that is due.
 func (s *service) handleTimer(ctx context.Context, msg jetstream.Msg) Disposition {
 	var tm timer
 	if err := json.Unmarshal(msg.Data(), &tm); err != nil {
 		return Disposition{Err: fmt.Errorf("%w: undecodable timer: %v", poison, err)}
 	}
-	// Not due yet (every timer is delivered at once when published): back
-	// to the stream until it is, without touching the bucket.
+	// Not due yet: a timer of an earlier version (published to be delivered
+	// at once and delayed), or a clock that runs behind the server's. It
+	// is scheduled for when it is due.
 	if wait := tm.Due.Sub(s.now()); wait > 0 {
-		return Disposition{Delay: wait}
+		return s.again(ctx, tm, wait)
 	}
 	delivered := uint64(1)
 	if meta, err := msg.Metadata(); err == nil {
@@ -114,7 +126,29 @@ func (s *service) handleTimer(ctx context.Context, msg jetstream.Msg) Dispositio
 	default:
 		return Disposition{Err: fmt.Errorf("%w: unknown or incomplete timer %q", poison, tm.Kind)}
 	}
-	return Disposition{Delay: again, Err: err}
+	if err != nil {
+		return Disposition{Err: err}
+	}
+	if again > 0 {
+		return s.again(ctx, tm, again)
+	}
+	return Disposition{}
+}
+
+// again schedules tm once more, after d, and acknowledges this delivery;
+// only if the schedule cannot be stored does the message itself come back
+// after d (a delayed Nak), so the timer is never lost.
+func (s *service) again(ctx context.Context, tm timer, d time.Duration) Disposition {
+	token := tm.EncodingID
+	if tm.Kind == timerEarly {
+		token = tm.EventID
+	}
+	tm.Due = s.now().Add(d)
+	if err := s.timers.publish(ctx, token, tm); err != nil {
+		s.log.Warn().Err(err).Str("kind", tm.Kind).Str("id", token).Msg("timer not scheduled again; redelivering it instead")
+		return Disposition{Delay: d}
+	}
+	return Disposition{}
 }
 
 // onDeadline handles a due deadline: it first repairs what a registration
