@@ -58,6 +58,8 @@ func loadConfig(env *config.Env) cfg {
 	c.Seam.APIKey = env.Secret("SEAM_API_KEY").Reveal()
 	c.Seam.BaseURL = env.String("SEAM_API_URL", seam.DefaultURL)
 	c.Seam.Timeout = env.Duration("SEAM_API_TIMEOUT", c.Seam.Timeout)
+	c.Seam.MaxRPS = float64(env.Int("SEAM_MAX_RPS", int(c.Seam.MaxRPS)))
+	c.Seam.Burst = max(int(c.Seam.MaxRPS), 1)
 	// A personal access token (anything but a seam_… API key) names its
 	// workspace in a header.
 	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") {

@@ -8,13 +8,17 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"golang.org/x/time/rate"
 )
 
 // DefaultURL is Seam Connect's base URL.
@@ -35,7 +39,12 @@ type Options struct {
 	MaxRetries int
 	// RetryBase is the first retry delay; it doubles, with jitter.
 	RetryBase time.Duration
-	// HTTPClient defaults to a client with no timeout of its own.
+	// MaxRPS bounds the requests per second this client sends (every
+	// endpoint together, SEAM_MAX_RPS); Burst is how many may go at once.
+	MaxRPS float64
+	Burst  int
+	// HTTPClient defaults to a client whose transport keeps enough idle
+	// connections to Seam for MaxRPS, with no timeout of its own.
 	HTTPClient *http.Client
 	Registerer prometheus.Registerer
 }
@@ -43,7 +52,8 @@ type Options struct {
 // DefaultOptions returns the documented defaults; APIKey and Registerer
 // must still be set.
 func DefaultOptions() Options {
-	return Options{BaseURL: DefaultURL, Timeout: 10 * time.Second, MaxRetries: 2, RetryBase: 200 * time.Millisecond}
+	return Options{BaseURL: DefaultURL, Timeout: 10 * time.Second, MaxRetries: 2, RetryBase: 200 * time.Millisecond,
+		MaxRPS: 10, Burst: 10}
 }
 
 // Validate reports the first option that cannot work.
@@ -59,17 +69,43 @@ func (o Options) Validate() error {
 		return errors.New("Options.MaxRetries must not be negative")
 	case o.RetryBase <= 0:
 		return errors.New("Options.RetryBase must be positive")
+	case o.MaxRPS <= 0 || o.Burst < 1:
+		return errors.New("Options.MaxRPS and Burst must be positive")
 	}
-	return nil
+	return checkURL(o.BaseURL)
 }
 
-// Client calls Seam.
+// checkURL refuses a base URL that would send the API key in clear text:
+// https, or http only to a loopback address (the simulator, a local proxy).
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("Options.BaseURL %q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+	}
+	return fmt.Errorf("Options.BaseURL %q must be https:// (http:// only to a loopback address): the API key would travel in clear text", raw)
+}
+
+// Client calls Seam. Every request waits for the rate limiter, and a 429
+// with Retry-After pauses every caller of the client, not only the one
+// that got it, so that a burst of due deadlines cannot retry in lockstep.
 type Client struct {
 	o        Options
 	base     string
 	http     *http.Client
+	limiter  *rate.Limiter
+	paused   atomic.Int64 // unix nanoseconds until which Seam asked us to wait
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	waited   prometheus.Histogram
 }
 
 // New validates o and registers the client's metrics.
@@ -82,11 +118,18 @@ func New(o Options) (*Client, error) {
 	}
 	hc := o.HTTPClient
 	if hc == nil {
-		hc = &http.Client{}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(int(o.MaxRPS), o.Burst, 2)
+		hc = &http.Client{Transport: t}
 	}
 	f := promauto.With(o.Registerer)
 	return &Client{
-		o: o, base: strings.TrimRight(o.BaseURL, "/"), http: hc,
+		o: o, base: strings.TrimRight(o.BaseURL, "/"), http: hc, limiter: rate.NewLimiter(rate.Limit(o.MaxRPS), o.Burst),
+		waited: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cardwire_seam_rate_wait_seconds",
+			Help:    "Time a Seam request waited for the client's rate limit (SEAM_MAX_RPS) or a Retry-After pause.",
+			Buckets: []float64{.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cardwire_seam_requests_total",
 			Help: "Seam API requests by endpoint and HTTP status (error when no answer came).",
@@ -193,9 +236,42 @@ func (c *Client) call(ctx context.Context, path string, body, out any, retry boo
 	return last
 }
 
+// admit waits for a Retry-After pause to end and for the rate limiter.
+func (c *Client) admit(ctx context.Context) error {
+	start := time.Now()
+	defer func() { c.waited.Observe(time.Since(start).Seconds()) }()
+	if until := time.Unix(0, c.paused.Load()); time.Now().Before(until) {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting out Seam's Retry-After: %w", ErrUnavailable, ctx.Err())
+		case <-t.C:
+		}
+	}
+	if err := c.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("%w: waiting for the rate limit (SEAM_MAX_RPS): %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// pause makes every caller wait d before its next request.
+func (c *Client) pause(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := c.paused.Load()
+		if cur >= until || c.paused.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
 // once makes one request. It returns Retry-After (if Seam sent one) with
 // the error.
 func (c *Client) once(ctx context.Context, path string, payload []byte, out any) (time.Duration, error) {
+	if err := c.admit(ctx); err != nil {
+		return 0, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(payload))
@@ -245,6 +321,16 @@ func (c *Client) once(ctx context.Context, path string, payload []byte, out any)
 	var wait time.Duration
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
 		wait = min(time.Duration(s)*time.Second, 30*time.Second)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// Every caller waits what Seam asked (or the retry base, with
+		// jitter, if it did not say); the rate limiter then lets them
+		// through one by one, not all in the same instant.
+		d := wait
+		if d <= 0 {
+			d = c.o.RetryBase/2 + rand.N(c.o.RetryBase/2+1)
+		}
+		c.pause(d)
 	}
 	return wait, apiErr
 }

@@ -350,7 +350,7 @@ func TestReadRetriedAfter429HonouringRetryAfter(t *testing.T) {
 			}
 			respond(w, http.StatusOK, success)
 		})
-		client, reg := newClient(t, "http://seam.test", func(o *seam.Options) {
+		client, reg := newClient(t, "https://seam.test", func(o *seam.Options) {
 			o.HTTPClient = &http.Client{Transport: handlerTransport{h}}
 			o.RetryBase = time.Hour // only Retry-After can make the retry come in time
 		})

@@ -85,6 +85,8 @@ type workerConfig struct {
 	// maxWaiters and streamPing override the API's.
 	maxWaiters int
 	streamPing time.Duration
+	// seamRPS is the Seam client's rate limit (the default when 0).
+	seamRPS float64
 }
 
 // publisherJS is what the worker publishes with.
@@ -134,6 +136,10 @@ func (e *env) workerOptions(t testing.TB, cfg workerConfig, js jetstream.JetStre
 	if cfg.seamURL != "" {
 		co := seam.DefaultOptions()
 		co.BaseURL, co.APIKey, co.Registerer, co.RetryBase = cfg.seamURL, cfg.seamKey, reg, 10*time.Millisecond
+		co.MaxRPS, co.Burst = 1000, 1000 // tests are not rate limited unless they ask
+		if cfg.seamRPS > 0 {
+			co.MaxRPS, co.Burst = cfg.seamRPS, int(cfg.seamRPS)
+		}
 		client, err := seam.New(co)
 		require.NoError(t, err)
 		o.Seam = client

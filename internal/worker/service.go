@@ -20,6 +20,7 @@ type seamAPI interface {
 	EncodeCredential(ctx context.Context, req seam.EncodeRequest) (seam.ActionAttempt, error)
 	EncodeAccessMethod(ctx context.Context, acsEncoderID, accessMethodID string) (seam.ActionAttempt, error)
 	GetActionAttempt(ctx context.Context, id string) (seam.ActionAttempt, error)
+	ListActionAttempts(ctx context.Context, ids []string) ([]seam.ActionAttempt, error)
 	GetCredential(ctx context.Context, id string) (seam.Credential, error)
 }
 
@@ -31,6 +32,7 @@ type service struct {
 	store   *store.Store
 	timers  *scheduler
 	seam    seamAPI // nil: track-only
+	batch   *attemptBatcher
 	limits  encoding.Limits
 	enrich  time.Duration
 	metrics *metrics

@@ -235,7 +235,7 @@ func (s *service) ask(ctx context.Context, rec encoding.Record) encoding.Answer 
 	var err error
 	switch {
 	case rec.ActionAttemptID != "":
-		ans.Attempt, err = s.seam.GetActionAttempt(ctx, rec.ActionAttemptID)
+		ans.Attempt, err = s.batch.Get(ctx, rec.ActionAttemptID)
 		if err == nil && ans.Attempt.Status == seam.AttemptSuccess {
 			if cred, cerr := ans.Attempt.Credential(); cerr == nil {
 				ans.Card = cardOf(cred)

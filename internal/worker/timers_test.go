@@ -3,13 +3,17 @@ package worker_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -43,4 +47,51 @@ func TestDeadlinesBeyondTheConsumerLimit(t *testing.T) {
 		}, 15*time.Second, 20*time.Millisecond, "deadline of %s fired", rec.EncodingID)
 	}
 	require.GreaterOrEqual(t, w.counter("cardwire_worker_deadlines_total", "result", "extended"), float64(len(recs)))
+}
+
+// A burst of due deadlines against the simulator: every one is reconciled,
+// and Seam never sees more than the client's rate limit.
+func TestDeadlineBurstRespectsTheSeamRateLimit(t *testing.T) {
+	const simKey, rps = "seam_test_burst", 5
+	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: time.Hour, Log: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	var mu sync.Mutex
+	var reads []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/action_attempts/get" || r.URL.Path == "/action_attempts/list" {
+			mu.Lock()
+			reads = append(reads, time.Now())
+			mu.Unlock()
+		}
+		sim.Handler().ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{seamURL: srv.URL, seamKey: simKey, confirm: 300 * time.Millisecond, maxAge: time.Minute, seamRPS: rps})
+	const n = 15
+	var ids []string
+	for range n {
+		r := w.call(t, http.MethodPost, "/v1/encodings", "", map[string]string{
+			"workspace_id": ws, "acs_encoder_id": uuid.NewString(), "acs_credential_id": uuid.NewString()})
+		require.Equal(t, http.StatusAccepted, r.Status, "body %s", r.Body)
+		ids = append(ids, r.record(t).EncodingID)
+	}
+	require.Eventually(t, func() bool { return w.counter("cardwire_worker_deadlines_total", "result", "extended") >= n },
+		30*time.Second, 20*time.Millisecond, "every deadline asked Seam")
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range reads {
+		in := 0
+		for _, b := range reads {
+			if !b.Before(reads[i]) && b.Before(reads[i].Add(time.Second)) {
+				in++
+			}
+		}
+		// Registrations' encodes share the limit; reads alone never exceed it.
+		require.LessOrEqual(t, in, rps, "reads in the second from %v", reads[i])
+	}
+	require.Len(t, ids, n)
+	require.Positive(t, sim.Calls("/action_attempts/list"), "deadlines due together share a list call")
+	require.Less(t, len(reads), n, "fewer reads than deadlines")
 }

@@ -104,6 +104,13 @@ func (o Options) Validate() error {
 	return o.API.Validate()
 }
 
+// Reads of action attempts at deadlines are batched: those that fall due
+// within the window share one /action_attempts/list of at most max ids.
+const (
+	attemptBatchWindow = 20 * time.Millisecond
+	attemptBatchMax    = 100
+)
+
 // Worker is one worker replica. Several share the durable consumers.
 type Worker struct {
 	o       Options
@@ -146,6 +153,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		metrics: m, log: o.Log.With().Str("component", "encoding").Logger(), now: o.Now}
 	if o.Seam != nil {
 		w.svc.seam = o.Seam
+		w.svc.batch = newAttemptBatcher(o.Seam, attemptBatchWindow, attemptBatchMax)
 	}
 	observe := func(msg jetstream.Msg, d Disposition, took time.Duration) {
 		// The receiver's header names the type; only a message without one
