@@ -32,6 +32,7 @@ type cfg struct {
 	MaxWait         time.Duration
 	MaxStream       time.Duration
 	MaxWaiters      int
+	MaxInFlight     int
 	Owned           streams.WorkerOptions
 	Concurrency     int
 	HandleTimeout   time.Duration
@@ -68,6 +69,7 @@ func loadConfig(env *config.Env) cfg {
 	c.MaxWait = env.Duration("WORKER_API_MAX_WAIT", time.Minute)
 	c.MaxStream = env.Duration("WORKER_API_MAX_STREAM", 15*time.Minute)
 	c.MaxWaiters = env.Int("WORKER_API_MAX_WAITERS", 10000)
+	c.MaxInFlight = env.Int("WORKER_API_MAX_IN_FLIGHT", 256)
 	c.Owned.Replicas = env.Int("ENCODINGS_REPLICAS", c.Owned.Replicas)
 	c.Owned.RecordTTL = env.Duration("ENCODINGS_RECORD_TTL", c.Owned.RecordTTL)
 	c.Owned.OutcomesMaxAge = env.Duration("ENCODING_EVENTS_MAX_AGE", c.Owned.OutcomesMaxAge)
@@ -96,6 +98,14 @@ func (c cfg) validate() error {
 	}
 	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") && c.Seam.WorkspaceID == "" {
 		return errors.New("SEAM_WORKSPACE_ID must be set with a personal access token in SEAM_API_KEY (it is sent as the seam-workspace header)")
+	}
+	if c.Seam.APIKey != "" {
+		if err := seam.CheckBaseURL(c.Seam.BaseURL); err != nil {
+			return fmt.Errorf("SEAM_API_URL: %w", err)
+		}
+	}
+	if c.Seam.MaxRPS < 1 {
+		return errors.New("SEAM_MAX_RPS must be at least 1")
 	}
 	if c.EarlyTTL < time.Second {
 		return errors.New("ENCODING_EARLY_TTL must be at least 1s")

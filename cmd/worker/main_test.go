@@ -30,6 +30,8 @@ func TestRunRefusesUnsafeConfig(t *testing.T) {
 		{"handle timeout beyond ack wait", map[string]string{"WORKER_API_ADDR": "127.0.0.1:0", "WORKER_HANDLE_TIMEOUT": "40s"}, "WORKER_HANDLE_TIMEOUT must be shorter than WORKER_ACK_WAIT"},
 		{"bad replicas", map[string]string{"WORKER_API_ADDR": "127.0.0.1:0", "ENCODINGS_REPLICAS": "9"}, "Replicas must be between 1 and 5"},
 		{"bad duration", map[string]string{"WORKER_API_ADDR": "127.0.0.1:0", "ENCODING_SKEW_MARGIN": "a bit"}, "ENCODING_SKEW_MARGIN: want a positive Go duration"},
+		{"Seam over plain http", map[string]string{"WORKER_API_ADDR": "127.0.0.1:0", "SEAM_API_KEY": "seam_x", "SEAM_API_URL": "http://connect.getseam.com"}, "SEAM_API_URL: Options.BaseURL \"http://connect.getseam.com\" must be https://"},
+		{"no Seam rate", map[string]string{"WORKER_API_ADDR": "127.0.0.1:0", "SEAM_MAX_RPS": "0"}, "SEAM_MAX_RPS"},
 	}
 	for _, c := range testCases {
 		t.Run(c.Name, func(t *testing.T) {

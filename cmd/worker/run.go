@@ -95,6 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	wo.OrderGrace, wo.EnrichTimeout = c.OrderGrace, c.EnrichTimeout
 	wo.MaxDeliver, wo.Concurrency, wo.HandleTimeout, wo.AckWait = c.Owned.MaxDeliver, c.Concurrency, c.HandleTimeout, c.Owned.AckWait
 	wo.API.Token, wo.API.MaxWait, wo.API.MaxStream, wo.API.MaxWaiters = c.APIToken.Reveal(), c.MaxWait, c.MaxStream, c.MaxWaiters
+	wo.API.MaxInFlight = c.MaxInFlight
 	if c.Seam.APIKey != "" {
 		c.Seam.Registerer = reg
 		client, err := seam.New(c.Seam)

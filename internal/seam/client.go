@@ -72,12 +72,13 @@ func (o Options) Validate() error {
 	case o.MaxRPS <= 0 || o.Burst < 1:
 		return errors.New("Options.MaxRPS and Burst must be positive")
 	}
-	return checkURL(o.BaseURL)
+	return CheckBaseURL(o.BaseURL)
 }
 
-// checkURL refuses a base URL that would send the API key in clear text:
-// https, or http only to a loopback address (the simulator, a local proxy).
-func checkURL(raw string) error {
+// CheckBaseURL refuses a base URL that would send the API key in clear
+// text: https, or http only to a loopback address (the simulator, a local
+// proxy).
+func CheckBaseURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("Options.BaseURL %q is not an absolute URL", raw)

@@ -37,12 +37,15 @@ type APIOptions struct {
 	StreamPing time.Duration
 	// WriteTimeout bounds writing one answer (and one event of a stream).
 	WriteTimeout time.Duration
+	// MaxInFlight bounds the requests served at once, long polls and
+	// streams aside (WORKER_API_MAX_IN_FLIGHT); beyond it, 429.
+	MaxInFlight int
 }
 
 // DefaultAPIOptions returns the documented defaults.
 func DefaultAPIOptions() APIOptions {
 	return APIOptions{MaxWait: time.Minute, MaxStream: 15 * time.Minute, RegisterTimeout: 20 * time.Second,
-		MaxWaiters: 10000, StreamPing: 15 * time.Second, WriteTimeout: 10 * time.Second}
+		MaxWaiters: 10000, StreamPing: 15 * time.Second, WriteTimeout: 10 * time.Second, MaxInFlight: 256}
 }
 
 // Validate reports the first option that cannot work.
@@ -50,8 +53,8 @@ func (o APIOptions) Validate() error {
 	if o.MaxWait <= 0 || o.MaxStream <= 0 || o.RegisterTimeout <= 0 || o.StreamPing <= 0 || o.WriteTimeout <= 0 {
 		return errors.New("APIOptions.MaxWait, MaxStream, RegisterTimeout, StreamPing and WriteTimeout must be positive")
 	}
-	if o.MaxWaiters < 1 {
-		return errors.New("APIOptions.MaxWaiters must be positive")
+	if o.MaxWaiters < 1 || o.MaxInFlight < 1 {
+		return errors.New("APIOptions.MaxWaiters and MaxInFlight must be positive")
 	}
 	return nil
 }
@@ -64,24 +67,54 @@ const (
 )
 
 // routes returns every route of the worker API. Middleware, outermost
-// first: recover → in-flight gauge → auth → per-route metrics → handler.
+// first: recover → in-flight gauge → per-route metrics (so 401s and 429s
+// are counted by route) → auth → limits (the in-flight bound and a write
+// deadline; long polls and streams have their own bound, MaxWaiters, and
+// set their deadline per write) → handler.
 func (w *Worker) routes() http.Handler {
-	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, log: w.log.With().Str("component", "api").Logger(), waits: w.waits}
+	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, log: w.log.With().Str("component", "api").Logger(), waits: w.waits,
+		slots: make(chan struct{}, w.o.API.MaxInFlight)}
 	mux := http.NewServeMux()
-	route := func(pattern, name string, h http.HandlerFunc) {
+	route := func(pattern, name string, h http.Handler) {
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(
-			a.svc.metrics.api.MustCurryWith(prometheus.Labels{"route": name}), h))
+			a.svc.metrics.api.MustCurryWith(prometheus.Labels{"route": name}), a.auth(h)))
 	}
-	route("POST "+encodingsPath, "register", a.register)
-	route("GET "+encodingsPath, "list", a.list)
-	route("GET "+encodingsPath+"/{id}", "get", a.get)
-	route("DELETE "+encodingsPath+"/{id}", "cancel", a.cancel)
-	route("GET "+encodingsPath+"/{id}/events", "events", a.events)
-	mux.Handle(encodingsPath, httpapi.MethodNotAllowed("GET, POST"))
-	mux.Handle(encodingsPath+"/{id}", httpapi.MethodNotAllowed("GET, DELETE"))
-	mux.Handle(encodingsPath+"/{id}/events", httpapi.MethodNotAllowed("GET"))
-	mux.HandleFunc("/", httpapi.NotFound)
-	return httpapi.Recoverer(a.log, promhttp.InstrumentHandlerInFlight(a.svc.metrics.apiInFlight, a.auth(mux)))
+	route("POST "+encodingsPath, "register", a.bounded(a.register))
+	route("GET "+encodingsPath, "list", a.bounded(a.list))
+	route("GET "+encodingsPath+"/{id}", "get", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("wait") != "" {
+			a.get(w, r) // a long poll: bounded by MaxWaiters
+			return
+		}
+		a.bounded(a.get).ServeHTTP(w, r)
+	}))
+	route("DELETE "+encodingsPath+"/{id}", "cancel", a.bounded(a.cancel))
+	route("GET "+encodingsPath+"/{id}/events", "events", http.HandlerFunc(a.events))
+	route(encodingsPath, "other", httpapi.MethodNotAllowed("GET, POST"))
+	route(encodingsPath+"/{id}", "other", httpapi.MethodNotAllowed("GET, DELETE"))
+	route(encodingsPath+"/{id}/events", "other", httpapi.MethodNotAllowed("GET"))
+	route("/", "other", http.HandlerFunc(httpapi.NotFound))
+	return httpapi.Recoverer(a.log, promhttp.InstrumentHandlerInFlight(a.svc.metrics.apiInFlight, mux))
+}
+
+// bounded admits a request only while fewer than MaxInFlight are being
+// served (429 otherwise: a slow or hostile client cannot pile up
+// goroutines) and bounds the time to write its answer.
+func (a *api) bounded(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case a.slots <- struct{}{}:
+			defer func() { <-a.slots }()
+		default:
+			a.svc.metrics.apiRefused.Inc()
+			w.Header().Set("Retry-After", "1")
+			a.fail(w, r, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "too_many_requests",
+				Message: "the worker is serving as many API requests as it may; retry later"})
+			return
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.o.WriteTimeout + a.o.RegisterTimeout))
+		h(w, r)
+	})
 }
 
 type api struct {
@@ -92,6 +125,8 @@ type api struct {
 	// waits ends when the worker stops: long polls and event streams end
 	// with it, while registrations and cancels finish.
 	waits context.Context
+	// slots bounds the requests being served, waits aside.
+	slots chan struct{}
 }
 
 // waitContext is r's context, also ended at shutdown, bounded by d.
@@ -181,6 +216,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.waitContext(r, wait)
 	defer cancel()
+loop:
 	for !rec.Status.Terminal() {
 		select {
 		case next := <-sub.ch:
@@ -188,10 +224,10 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 				rec = next
 			}
 		case <-ctx.Done():
-			writeJSON(w, http.StatusOK, rec)
-			return
+			break loop
 		}
 	}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(a.o.WriteTimeout))
 	writeJSON(w, http.StatusOK, rec)
 }
 

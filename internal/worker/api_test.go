@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/seamsim"
 )
 
 func TestAPIAuth(t *testing.T) {
@@ -38,6 +41,45 @@ func TestAPIAuth(t *testing.T) {
 		})
 	}
 	require.NotContains(t, w.logs.String(), "s3cret-token")
+	require.NotContains(t, w.logs.String(), "s3cret-tokem", "not even a wrong token is logged")
+	require.EqualValues(t, 2, w.counter("cardwire_worker_api_requests_total", "route", "register", "code", "401"), "401s are counted by route")
+	require.EqualValues(t, 2, w.counter("cardwire_worker_api_unauthorized_total"))
+	require.Equal(t, 2, strings.Count(w.logs.String(), "API request without a valid token refused"), "and logged")
+}
+
+// Beyond WORKER_API_MAX_IN_FLIGHT requests (long polls and streams aside)
+// the API answers 429 at once instead of piling up goroutines.
+func TestAPIInFlightLimit(t *testing.T) {
+	const simKey = "seam_test_inflight"
+	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: time.Hour, Log: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	inEncode, release := make(chan struct{}), make(chan struct{})
+	seamSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/acs/encoders/encode_credential" {
+			close(inEncode)
+			<-release
+		}
+		sim.Handler().ServeHTTP(rw, r)
+	}))
+	t.Cleanup(seamSrv.Close)
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{seamURL: seamSrv.URL, seamKey: simKey, maxInFlight: 1})
+	held := make(chan response, 1)
+	go func() {
+		r, _ := w.try(http.MethodPost, "/v1/encodings", "", map[string]string{
+			"workspace_id": ws, "acs_encoder_id": uuid.NewString(), "acs_credential_id": uuid.NewString()}, nil)
+		held <- r
+	}()
+	<-inEncode // the one slot is taken
+	r := w.call(t, http.MethodGet, "/v1/encodings/"+uuid.NewString(), "", nil)
+	require.Equal(t, http.StatusTooManyRequests, r.Status)
+	require.Equal(t, "too_many_requests", r.errType(t))
+	require.EqualValues(t, 1, w.counter("cardwire_worker_api_refused_total"))
+	close(release)
+	require.Equal(t, http.StatusAccepted, (<-held).Status)
+	r = w.call(t, http.MethodGet, "/v1/encodings/"+uuid.NewString(), "", nil)
+	require.Equal(t, http.StatusNotFound, r.Status, "the slot is free again")
 }
 
 func TestAPIValidation(t *testing.T) {

@@ -87,6 +87,8 @@ type workerConfig struct {
 	streamPing time.Duration
 	// seamRPS is the Seam client's rate limit (the default when 0).
 	seamRPS float64
+	// maxInFlight overrides the API's in-flight bound.
+	maxInFlight int
 }
 
 // publisherJS is what the worker publishes with.
@@ -129,6 +131,9 @@ func (e *env) workerOptions(t testing.TB, cfg workerConfig, js jetstream.JetStre
 	o.API.Token = cfg.token
 	if cfg.maxWaiters > 0 {
 		o.API.MaxWaiters = cfg.maxWaiters
+	}
+	if cfg.maxInFlight > 0 {
+		o.API.MaxInFlight = cfg.maxInFlight
 	}
 	if cfg.streamPing > 0 {
 		o.API.StreamPing = cfg.streamPing

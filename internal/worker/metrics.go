@@ -14,6 +14,7 @@ type metrics struct {
 	outboxErrors    prometheus.Counter
 	apiUnauthorized prometheus.Counter
 	waitersRefused  prometheus.Counter
+	apiRefused      prometheus.Counter
 	resolveDuration prometheus.Histogram
 	eventLag        prometheus.Histogram
 	handleDuration  *prometheus.HistogramVec
@@ -81,6 +82,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.waitersRefused = f.NewCounter(prometheus.CounterOpts{
 		Name: "cardwire_worker_api_waiters_refused_total",
 		Help: "Long polls and event streams refused (429) because WORKER_API_MAX_WAITERS were open.",
+	})
+	m.apiRefused = f.NewCounter(prometheus.CounterOpts{
+		Name: "cardwire_worker_api_refused_total",
+		Help: "API requests refused (429) because WORKER_API_MAX_IN_FLIGHT were being served.",
 	})
 	for _, r := range encoding.Results {
 		m.events.WithLabelValues("other", string(r))
