@@ -150,6 +150,7 @@ type workerManager interface {
 	UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error)
 	KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error)
 	CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+	Consumer(ctx context.Context, stream string, consumer string) (jetstream.Consumer, error)
 }
 
 // Owned is what EnsureWorker returns: the bucket and the two consumers.
@@ -311,7 +312,23 @@ const OutboxGroup = "outbox"
 // record's revisions reach ENCODING_EVENTS in order; another takes over
 // within outboxPinnedTTL when it goes away.
 func EnsureOutbox(ctx context.Context, js workerManager, recordsSubject string, ackWait time.Duration) (jetstream.Consumer, error) {
-	cons, err := js.CreateOrUpdateConsumer(ctx, BucketStream, jetstream.ConsumerConfig{
+	cfg := OutboxConfig(recordsSubject, ackWait)
+	// Where an existing outbox starts is kept (it cannot be changed, and
+	// an operator may have started it at a sequence on purpose).
+	if old, err := js.Consumer(ctx, BucketStream, OutboxConsumer); err == nil {
+		c := old.CachedInfo().Config
+		cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = c.DeliverPolicy, c.OptStartSeq, c.OptStartTime
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, BucketStream, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", OutboxConsumer, BucketStream, err)
+	}
+	return cons, nil
+}
+
+// OutboxConfig is the configuration of OutboxConsumer.
+func OutboxConfig(recordsSubject string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:        OutboxConsumer,
 		Description:    "cardwire worker: publishes every stored record revision to " + OutcomesStream,
 		FilterSubject:  recordsSubject,
@@ -323,11 +340,7 @@ func EnsureOutbox(ctx context.Context, js workerManager, recordsSubject string, 
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
 		PriorityGroups: []string{OutboxGroup},
 		PinnedTTL:      outboxPinnedTTL,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update consumer %s on %s: %w", OutboxConsumer, BucketStream, err)
 	}
-	return cons, nil
 }
 
 // ErrStreamMisconfigured reports an existing stream that cannot keep

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/httpapi"
@@ -346,18 +347,15 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: err.Error()})
 			return
 		}
-		for _, id := range ids {
-			rec, err := a.svc.store.Get(r.Context(), id)
-			switch {
-			case errors.Is(err, encoding.ErrNotFound):
-				a.feed.forget(id)
-				continue
-			case err != nil:
-				a.fail(w, r, a.mapError(err))
-				return
-			case rec.Status.Terminal():
-				// Settled a moment ago; the index catches up.
-				a.feed.forget(id)
+		recs, err := a.readAll(r.Context(), ids)
+		if err != nil {
+			a.fail(w, r, a.mapError(err))
+			return
+		}
+		for i, rec := range recs {
+			if rec.EncodingID == "" || rec.Status.Terminal() {
+				// Gone, or settled a moment ago: the index catches up.
+				a.feed.forget(ids[i])
 				continue
 			}
 			page.Encodings = append(page.Encodings, rec)
@@ -368,6 +366,28 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// pageReads is how many records of a page are read at once.
+const pageReads = 16
+
+// readAll reads the records of ids, several at a time; a record that is
+// gone is left zero.
+func (a *api) readAll(ctx context.Context, ids []string) ([]encoding.Record, error) {
+	recs := make([]encoding.Record, len(ids))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(pageReads)
+	for i, id := range ids {
+		g.Go(func() error {
+			rec, err := a.svc.store.Get(ctx, id)
+			if errors.Is(err, encoding.ErrNotFound) {
+				return nil
+			}
+			recs[i] = rec
+			return err
+		})
+	}
+	return recs, g.Wait()
 }
 
 // mapError turns a service error into the API's answer.
