@@ -12,9 +12,10 @@
 //	                                (encoding.TargetState)
 //	encoder.<ws>.<acs_encoder_id>   encodings started on that encoder (EncoderState)
 //	idem.<sha256 of ws and key>     an Idempotency-Key's request and progress (Idempotency; per-key TTL)
-//	pend.<ws>.<encoding_id>         present while the encoding is pending (its requested_at): the
-//	                                pending index; removed by a purge whose marker expires after a
-//	                                minute, so reading it costs the pending encodings, not the records
+//	pend.<ws>.<requested_ms>.<id>   present while the encoding is pending: the pending index, read
+//	                                at start-up from the stream's subject list (one request, no
+//	                                consumer); removed with a subject purge, which leaves no marker,
+//	                                so reading it costs the pending encodings, not the records
 package store
 
 import (
@@ -24,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,8 +41,14 @@ type KV interface {
 	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
 	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
 	Put(ctx context.Context, key string, value []byte) (uint64, error)
-	Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error
 	Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error)
+}
+
+// Stream is the part of the bucket's jetstream.Stream the store uses: a
+// subject purge (it leaves no marker behind) and the subject list.
+type Stream interface {
+	Purge(ctx context.Context, opts ...jetstream.StreamPurgeOpt) error
+	Info(ctx context.Context, opts ...jetstream.StreamInfoOpt) (*jetstream.StreamInfo, error)
 }
 
 // ErrRevisionLimit reports a record change beyond streams.MaxRevisions: the
@@ -86,11 +94,12 @@ func conflict(err error) bool {
 // Store keeps records, target and encoder states, idempotency keys and
 // the pending index.
 type Store struct {
-	kv KV
+	kv     KV
+	stream Stream
 }
 
-// New returns a store over bucket.
-func New(bucket KV) *Store { return &Store{kv: bucket} }
+// New returns a store over bucket; stream is the bucket's stream.
+func New(bucket KV, stream Stream) *Store { return &Store{kv: bucket, stream: stream} }
 
 // Get returns the record, or an error wrapping encoding.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (encoding.Record, error) {
@@ -333,94 +342,62 @@ func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, er
 	return fmt.Errorf("write %s: still conflicting after %d attempts", key, casAttempts)
 }
 
-func pendingKey(ws, id string) string { return "pend." + ws + "." + id }
+// pendingPrefix is the bucket-stream subject prefix of the pending index.
+const pendingPrefix = "$KV." + streams.EncodingsBucket + ".pend."
+
+func pendingKey(rec encoding.Record) string {
+	return "pend." + rec.WorkspaceID + "." + strconv.FormatInt(rec.RequestedAt.UnixMilli(), 10) + "." + rec.EncodingID
+}
 
 // Pending is one entry of the pending index.
 type Pending struct {
-	EncodingID  string    `json:"-"`
-	WorkspaceID string    `json:"-"`
-	RequestedAt time.Time `json:"requested_at"`
+	EncodingID  string
+	WorkspaceID string
+	RequestedAt time.Time
 }
 
-// AddPending enters a pending record in the pending index.
+// AddPending enters a pending record in the pending index. Everything it
+// holds is in the key, so the index is read from subject names alone.
 func (s *Store) AddPending(ctx context.Context, rec encoding.Record) error {
-	b, err := json.Marshal(Pending{RequestedAt: rec.RequestedAt})
-	if err != nil {
-		return err
-	}
-	if _, err := s.kv.Put(ctx, pendingKey(rec.WorkspaceID, rec.EncodingID), b); err != nil {
+	if _, err := s.kv.Put(ctx, pendingKey(rec), nil); err != nil {
 		return fmt.Errorf("index pending %s: %w", rec.EncodingID, err)
 	}
 	return nil
 }
 
-// pendingMarkerTTL is how long the marker of a removed pending-index key
-// stays: long enough for every watcher to see the removal, short enough
-// that the index never holds one per record.
-const pendingMarkerTTL = time.Minute
-
-// RemovePending takes an encoding out of the pending index. Removing one
+// RemovePending takes an encoding out of the pending index. It purges the
+// key's subject from the stream, so nothing stays behind: a delete marker
+// per settled encoding would make the index cost the records. Removing one
 // that is not there is not an error.
 func (s *Store) RemovePending(ctx context.Context, ws, id string) error {
-	err := s.kv.Purge(ctx, pendingKey(ws, id), jetstream.PurgeTTL(pendingMarkerTTL))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	subj := pendingPrefix + ws + ".*." + id
+	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 		return fmt.Errorf("unindex pending %s: %w", id, err)
 	}
 	return nil
 }
 
-// PendingChange is one entry of the pending index, added or removed.
-type PendingChange struct {
-	Pending
-	Removed bool
-}
-
-// WatchPending sends the pending index as it is (ending with a zero
-// PendingChange with an empty EncodingID, once the current entries are
-// sent), then every change, until ctx ends. It reads one message per
-// pending encoding (and per removal of the last minute), never one per
-// record.
-func (s *Store) WatchPending(ctx context.Context) (<-chan PendingChange, error) {
-	w, err := s.kv.Watch(ctx, "pend.>")
+// PendingIndex reads the whole pending index in one request, from the
+// stream's list of subjects (the server answers up to 100,000 at once; a
+// larger index comes in pages): no consumer, and its cost is the pending
+// encodings, not the records.
+func (s *Store) PendingIndex(ctx context.Context) ([]Pending, error) {
+	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(pendingPrefix+">"))
 	if err != nil {
-		return nil, fmt.Errorf("watch the pending index: %w", err)
+		return nil, fmt.Errorf("read the pending index: %w", err)
 	}
-	out := make(chan PendingChange, 64)
-	go func() {
-		defer close(out)
-		defer func() { _ = w.Stop() }()
-		for {
-			var c PendingChange
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					parts := strings.SplitN(e.Key(), ".", 3)
-					if len(parts) != 3 {
-						continue
-					}
-					c.WorkspaceID, c.EncodingID = parts[1], parts[2]
-					if e.Operation() == jetstream.KeyValuePut {
-						if json.Unmarshal(e.Value(), &c.Pending) != nil {
-							continue
-						}
-						c.WorkspaceID, c.EncodingID = parts[1], parts[2]
-					} else {
-						c.Removed = true
-					}
-				}
-			}
-			select {
-			case out <- c:
-			case <-ctx.Done():
-				return
-			}
+	out := make([]Pending, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		parts := strings.Split(strings.TrimPrefix(subj, pendingPrefix), ".")
+		if len(parts) != 3 {
+			continue
 		}
-	}()
+		ms, err := strconv.ParseInt(parts[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, Pending{WorkspaceID: parts[0], RequestedAt: time.UnixMilli(ms).UTC(), EncodingID: parts[2]})
+	}
 	return out, nil
 }
 

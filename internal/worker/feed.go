@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/store"
@@ -33,7 +34,9 @@ type feed struct {
 	pending map[string]pendingKey // encoding id → its place in the order
 	all     []pendingKey          // every pending encoding, oldest request first
 	byWS    map[string][]pendingKey
-	loaded  chan struct{} // closed once the pending index is read
+	// loading holds, until the index is read, the encodings seen settle
+	// meanwhile, so that the index does not bring them back.
+	loading map[string]bool
 }
 
 // pendingKey orders pending encodings: by request time, then id.
@@ -58,17 +61,16 @@ type waiter struct {
 
 func newFeed(maxWaiters int) *feed {
 	return &feed{maxWaiters: maxWaiters, waiters: map[string]map[*waiter]struct{}{},
-		pending: map[string]pendingKey{}, byWS: map[string][]pendingKey{}, loaded: make(chan struct{})}
+		pending: map[string]pendingKey{}, byWS: map[string][]pendingKey{}, loading: map[string]bool{}}
 }
 
-// start follows the records and the pending index until ctx ends. It
-// returns once the pending index is read, or when wait ends first.
+// start follows the record revisions until ctx ends and reads the
+// pending index once; it returns when the index is read, or when wait ends
+// first. Membership in the pending set comes from the index at start-up
+// and from the revisions afterwards (a pending revision adds, a final one
+// removes), so the index is read once and never watched.
 func (f *feed) start(ctx, wait context.Context, st *store.Store) error {
 	records, err := st.WatchRecords(ctx)
-	if err != nil {
-		return err
-	}
-	pend, err := st.WatchPending(ctx)
 	if err != nil {
 		return err
 	}
@@ -77,23 +79,56 @@ func (f *feed) start(ctx, wait context.Context, st *store.Store) error {
 			f.publish(rec)
 		}
 	}()
-	go func() {
-		for c := range pend {
-			f.applyPending(c)
+	entries, err := st.PendingIndex(wait)
+	if err != nil {
+		return err
+	}
+	f.load(entries)
+	return nil
+}
+
+// sweep forgets pending entries older than maxAge, checking each against
+// its record: every encoding is final by then, so an entry that old is one
+// whose index removal was lost before this process started (a revision it
+// saw would have removed it).
+func (f *feed) sweep(ctx context.Context, st *store.Store, maxAge time.Duration, now func() time.Time, log zerolog.Logger) {
+	f.mu.Lock()
+	var old []pendingKey
+	for _, k := range f.all {
+		if now().Sub(k.at) < maxAge {
+			break // sorted by request time
 		}
-	}()
-	select {
-	case <-f.loaded:
-		return nil
-	case <-wait.Done():
-		return fmt.Errorf("read the pending index: %w", wait.Err())
+		old = append(old, k)
+	}
+	f.mu.Unlock()
+	for _, k := range old {
+		rec, err := st.Get(ctx, k.id)
+		if err == nil && !rec.Status.Terminal() {
+			continue
+		}
+		if err != nil && !errors.Is(err, encoding.ErrNotFound) {
+			return // the store is unavailable: next time
+		}
+		f.forget(k.id)
+		if err := st.RemovePending(ctx, k.ws, k.id); err != nil {
+			log.Warn().Err(err).Str("encoding_id", k.id).Msg("stale pending index entry not removed")
+		}
 	}
 }
 
-// publish hands rec to every request waiting on its encoding.
+// publish hands rec to every request waiting on its encoding and keeps
+// the pending set.
 func (f *feed) publish(rec encoding.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if rec.Status.Terminal() {
+		f.removeLocked(rec.EncodingID)
+		if f.loading != nil {
+			f.loading[rec.EncodingID] = true // the index may still list it
+		}
+	} else if rec.Revision == 1 {
+		f.addLocked(pendingKey{at: rec.RequestedAt, id: rec.EncodingID, ws: rec.WorkspaceID})
+	}
 	for w := range f.waiters[rec.EncodingID] {
 		select {
 		case <-w.ch: // drop the older revision it has not read yet
@@ -141,25 +176,23 @@ func (f *feed) openWaiters() int {
 	return f.open
 }
 
-func (f *feed) applyPending(c store.PendingChange) {
+// load adds the entries of the pending index, but for those the feed has
+// already seen settle.
+func (f *feed) load(entries []store.Pending) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c.EncodingID == "" {
-		select {
-		case <-f.loaded:
-		default:
-			close(f.loaded)
+	for _, p := range entries {
+		if !f.loading[p.EncodingID] {
+			f.addLocked(pendingKey{at: p.RequestedAt, id: p.EncodingID, ws: p.WorkspaceID})
 		}
+	}
+	f.loading = nil
+}
+
+func (f *feed) addLocked(k pendingKey) {
+	if _, ok := f.pending[k.id]; ok {
 		return
 	}
-	if c.Removed {
-		f.removeLocked(c.EncodingID)
-		return
-	}
-	if _, ok := f.pending[c.EncodingID]; ok {
-		return
-	}
-	k := pendingKey{at: c.RequestedAt, id: c.EncodingID, ws: c.WorkspaceID}
 	f.pending[k.id] = k
 	f.all = insertSorted(f.all, k)
 	f.byWS[k.ws] = insertSorted(f.byWS[k.ws], k)

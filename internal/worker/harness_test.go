@@ -89,6 +89,8 @@ type workerConfig struct {
 	seamRPS float64
 	// maxInFlight overrides the API's in-flight bound.
 	maxInFlight int
+	// concurrency overrides the 4 events a test worker handles at once.
+	concurrency int
 }
 
 // publisherJS is what the worker publishes with.
@@ -106,6 +108,9 @@ func (e *env) workerOptions(t testing.TB, cfg workerConfig, js jetstream.JetStre
 	o := cwworker.DefaultOptions()
 	o.JS, o.Owned, o.Registerer, o.Log = js, owned, reg, log
 	o.Concurrency, o.HandleTimeout, o.RetryDelay, o.MaxDeliver, o.AckWait = 4, time.Second, 50*time.Millisecond, e.owned.MaxDeliver, e.owned.AckWait
+	if cfg.concurrency > 0 {
+		o.Concurrency = cfg.concurrency
+	}
 	o.OrderGrace = 200 * time.Millisecond
 	if cfg.orderGrace > 0 {
 		o.OrderGrace = cfg.orderGrace

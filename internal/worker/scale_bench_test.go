@@ -71,8 +71,8 @@ func fill(b *testing.B, e *env, n int) {
 			Deadline: now}
 		if i >= n-(n+19)/20 {
 			rec.Status, rec.Revision = encoding.StatusPending, 1
-			body, _ := json.Marshal(map[string]time.Time{"requested_at": rec.RequestedAt})
-			f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + streams.EncodingsBucket + ".pend." + ws + "." + id, Data: body})
+			f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + streams.EncodingsBucket + ".pend." + ws + "." +
+				strconv.FormatInt(rec.RequestedAt.UnixMilli(), 10) + "." + id})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -33,6 +33,7 @@ type service struct {
 	timers  *scheduler
 	seam    seamAPI // nil: track-only
 	batch   *attemptBatcher
+	unindex *unindexer
 	limits  encoding.Limits
 	enrich  time.Duration
 	metrics *metrics
@@ -429,9 +430,7 @@ func cardOf(c seam.Credential) encoding.Card {
 // resolved records a final status: out of the pending index, metrics and
 // the log line. An index entry not removed here is removed at the deadline.
 func (s *service) resolved(ctx context.Context, rec encoding.Record, eventID string) {
-	if err := s.store.RemovePending(context.WithoutCancel(ctx), rec.WorkspaceID, rec.EncodingID); err != nil {
-		s.log.Warn().Err(err).Str("encoding_id", rec.EncodingID).Msg("pending index not updated; the deadline will")
-	}
+	s.unindex.remove(ctx, rec.WorkspaceID, rec.EncodingID)
 	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
 	s.metrics.resolveDuration.Observe(s.now().Sub(rec.RequestedAt).Seconds())
 	ev := s.log.Info()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,6 +112,10 @@ const (
 	attemptBatchMax    = 100
 )
 
+// pendingSweep is how often the in-memory pending set is checked for
+// entries older than any pending encoding can be.
+const pendingSweep = time.Minute
+
 // Worker is one worker replica. Several share the durable consumers.
 type Worker struct {
 	o       Options
@@ -125,6 +130,7 @@ type Worker struct {
 	waits     context.Context
 	stopWaits context.CancelFunc
 	stopWatch context.CancelFunc
+	stopOnce  sync.Once
 }
 
 // New validates o, registers the worker's metrics and wires it; Start
@@ -148,9 +154,14 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	if err := registerConsumerMetrics(o.Owned.Events, o.Registerer); err != nil {
 		return nil, err
 	}
+	bucketStream, err := o.JS.Stream(ctx, streams.BucketStream)
+	if err != nil {
+		return nil, fmt.Errorf("bucket stream: %w", err)
+	}
 	w := &Worker{o: o, log: o.Log}
-	w.svc = &service{store: store.New(bucket), timers: &scheduler{p: pub}, limits: o.Limits, enrich: o.EnrichTimeout,
+	w.svc = &service{store: store.New(bucket, bucketStream), timers: &scheduler{p: pub}, limits: o.Limits, enrich: o.EnrichTimeout,
 		metrics: m, log: o.Log.With().Str("component", "encoding").Logger(), now: o.Now}
+	w.svc.unindex = newUnindexer(w.svc.store, w.svc.log)
 	if o.Seam != nil {
 		w.svc.seam = o.Seam
 		w.svc.batch = newAttemptBatcher(o.Seam, attemptBatchWindow, attemptBatchMax)
@@ -167,7 +178,6 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		m.events.WithLabelValues(eventTypeLabel(typ), string(d.Result)).Inc()
 		m.handleDuration.WithLabelValues(string(d.Result)).Observe(took.Seconds())
 	}
-	var err error
 	w.intake, err = newRunner(runnerOptions{
 		name: streams.WorkerConsumer, consumer: o.Owned.Events, handle: w.svc.handleEvent(o.OrderGrace), observe: observe,
 		concurrency: o.Concurrency, timeout: o.HandleTimeout, maxDeliver: o.MaxDeliver,
@@ -214,6 +224,18 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := w.feed.start(feedCtx, ctx, w.svc.store); err != nil {
 		return fmt.Errorf("feed: %w", err)
 	}
+	go func() {
+		t := time.NewTicker(pendingSweep)
+		defer t.Stop()
+		for {
+			select {
+			case <-feedCtx.Done():
+				return
+			case <-t.C:
+				w.feed.sweep(feedCtx, w.svc.store, w.o.Limits.MaxAge+pendingSweep, w.o.Now, w.log)
+			}
+		}
+	}()
 	if err := w.outbox.start(); err != nil {
 		return err
 	}
@@ -237,6 +259,7 @@ func (w *Worker) EndWaits() { w.stopWaits() }
 func (w *Worker) Stop(ctx context.Context) error {
 	w.stopWaits()
 	errs := []error{w.intake.stop(ctx), w.timers.stop(ctx), w.outbox.stop(ctx)}
+	w.stopOnce.Do(func() { w.svc.unindex.stop(ctx) })
 	if w.stopWatch != nil {
 		w.stopWatch()
 	}

@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cardwire/cardwire/internal/store"
+)
+
+// unindexer takes settled encodings out of the pending index off the
+// settling path: the removal is a stream purge (an API round trip the
+// event or request need not wait for), and one that is lost (a crash, a
+// full queue under a burst) is repaired at the deadline, which every
+// encoding reaches. The in-memory pending set does not wait for it either:
+// it drops an encoding on its final revision.
+type unindexer struct {
+	store *store.Store
+	log   zerolog.Logger
+	queue chan [2]string // workspace id, encoding id
+	wg    sync.WaitGroup
+}
+
+// unindexQueue bounds the removals waiting; beyond it a removal is done
+// in line.
+const unindexQueue = 4096
+
+func newUnindexer(st *store.Store, log zerolog.Logger) *unindexer {
+	u := &unindexer{store: st, log: log, queue: make(chan [2]string, unindexQueue)}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		for item := range u.queue {
+			u.do(item[0], item[1])
+		}
+	}()
+	return u
+}
+
+func (u *unindexer) remove(ctx context.Context, ws, id string) {
+	select {
+	case u.queue <- [2]string{ws, id}:
+	default:
+		u.do(ws, id)
+	}
+}
+
+func (u *unindexer) do(ws, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := u.store.RemovePending(ctx, ws, id); err != nil {
+		u.log.Warn().Err(err).Str("encoding_id", id).Msg("pending index not updated; the deadline will")
+	}
+}
+
+// stop removes what is queued, or gives up when ctx ends (the deadlines
+// repair the rest).
+func (u *unindexer) stop(ctx context.Context) {
+	close(u.queue)
+	done := make(chan struct{})
+	go func() { u.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
