@@ -289,3 +289,68 @@ func reportLatency(b *testing.B, lat []time.Duration, prefix string) {
 	b.ReportMetric(q(0.5), prefix+"p50-ms")
 	b.ReportMetric(q(0.99), prefix+"p99-ms")
 }
+
+// BenchmarkDeadlinesDue puts CARDWIRE_BENCH_DEADLINES (20,000 by default;
+// the 200,000 with CARDWIRE_BENCH_DEADLINES=200000) pending
+// track-only encodings in the bucket, each with its deadline scheduled
+// within the next minute, then starts one worker: every deadline fires
+// (each extends its encoding). Reports the deadlines handled per second
+// and how long until the last one fired.
+func BenchmarkDeadlinesDue(b *testing.B) {
+	n := 20000
+	if v := os.Getenv("CARDWIRE_BENCH_DEADLINES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("CARDWIRE_BENCH_DEADLINES: %q", v)
+		}
+	}
+	for range b.N {
+		e := newEnv(b, func(o *streams.WorkerOptions) { o.TimerDuplicates = time.Minute })
+		now := time.Now().UTC()
+		var futures []jetstream.PubAckFuture
+		wait := func() {
+			for _, f := range futures {
+				select {
+				case <-f.Ok():
+				case err := <-f.Err():
+					b.Fatal(err)
+				}
+			}
+			futures = futures[:0]
+		}
+		publish := func(m *nats.Msg) {
+			f, err := e.js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if futures = append(futures, f); len(futures) >= 4000 {
+				wait()
+			}
+		}
+		for i := range n {
+			id := uuid.NewString()
+			due := now.Add(5*time.Second + time.Duration(i)*time.Minute/time.Duration(n))
+			rec := encoding.Record{EncodingID: id, WorkspaceID: ws, AcsEncoderID: uuid.NewString(), AcsCredentialID: uuid.NewString(),
+				ActionAttemptID: uuid.NewString(), Status: encoding.StatusPending, Revision: 1, RequestedAt: now, Deadline: due}
+			body, _ := json.Marshal(rec)
+			publish(&nats.Msg{Subject: "$KV." + streams.EncodingsBucket + ".enc." + id, Data: body})
+			tm, _ := json.Marshal(map[string]any{"kind": "deadline", "encoding_id": id, "workspace_id": ws, "due": due})
+			m := nats.NewMsg(streams.SchedulesSubjectPrefix + "." + id + ".deadline")
+			m.Data = tm
+			m.Header.Set("Nats-Schedule", "@at "+due.Format(time.RFC3339Nano))
+			m.Header.Set("Nats-Schedule-Target", streams.TimersSubjectPrefix+"."+id+".deadline")
+			m.Header.Set("Nats-Rollup", "sub")
+			publish(m)
+		}
+		wait()
+		b.Logf("%d pending encodings and deadlines written in %s", n, time.Since(now).Round(time.Millisecond))
+		w := e.startWorker(b, workerConfig{confirm: time.Hour, maxAge: 2 * time.Hour, concurrency: 8})
+		for w.counter("cardwire_worker_deadlines_total", "result", "extended") < float64(n) {
+			time.Sleep(100 * time.Millisecond) // polling a counter: nothing to await
+		}
+		took := time.Since(now)
+		b.ReportMetric(float64(n)/took.Seconds(), "deadlines/s")
+		b.ReportMetric(took.Seconds(), "last-fired-s")
+		w.stop(b)
+	}
+}
