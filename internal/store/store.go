@@ -13,9 +13,9 @@
 //	encoder.<ws>.<acs_encoder_id>   encodings started on that encoder (EncoderState)
 //	idem.<sha256 of ws and key>     an Idempotency-Key's request and progress (Idempotency; per-key TTL)
 //	pend.<ws>.<requested_ms>.<id>   present while the encoding is pending: the pending index, read
-//	                                at start-up from the stream's subject list (one request, no
-//	                                consumer); removed with a subject purge, which leaves no marker,
-//	                                so reading it costs the pending encodings, not the records
+//	                                at start-up (headers only, the key says it all); removed with a
+//	                                subject purge, which leaves no marker, so reading it costs the
+//	                                pending encodings, not the records
 package store
 
 import (
@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardwire/cardwire/internal/encoding"
@@ -45,10 +46,10 @@ type KV interface {
 }
 
 // Stream is the part of the bucket's jetstream.Stream the store uses: a
-// subject purge (it leaves no marker behind) and the subject list.
+// subject purge (it leaves no marker behind) and an ordered consumer.
 type Stream interface {
 	Purge(ctx context.Context, opts ...jetstream.StreamPurgeOpt) error
-	Info(ctx context.Context, opts ...jetstream.StreamInfoOpt) (*jetstream.StreamInfo, error)
+	OrderedConsumer(ctx context.Context, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error)
 }
 
 // ErrRevisionLimit reports a record change beyond streams.MaxRevisions: the
@@ -377,28 +378,71 @@ func (s *Store) RemovePending(ctx context.Context, ws, id string) error {
 	return nil
 }
 
-// PendingIndex reads the whole pending index in one request, from the
-// stream's list of subjects (the server answers up to 100,000 at once; a
-// larger index comes in pages): no consumer, and its cost is the pending
-// encodings, not the records.
+// pendingIdle ends the read of the pending index when nothing more comes:
+// the count of messages still to come that the server gives with each one
+// can include entries purged meanwhile (a settle on another worker), and
+// then never reaches zero.
+const pendingIdle = 500 * time.Millisecond
+
+// PendingIndex reads the whole pending index through one ordered consumer
+// (last message per key, headers only): its cost is the pending encodings,
+// not the records. A KV watch would do the same but waits for ever for
+// entries purged while it reads.
 func (s *Store) PendingIndex(ctx context.Context) ([]Pending, error) {
-	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(pendingPrefix+">"))
+	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{pendingPrefix + ">"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+		HeadersOnly:    true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read the pending index: %w", err)
 	}
-	out := make([]Pending, 0, len(info.State.Subjects))
-	for subj := range info.State.Subjects {
-		parts := strings.Split(strings.TrimPrefix(subj, pendingPrefix), ".")
-		if len(parts) != 3 {
-			continue
+	var out []Pending
+	idle := false
+	for {
+		// What is there now, at once; only when that is nothing while the
+		// server still counts some, one wait for stragglers.
+		var batch jetstream.MessageBatch
+		if idle {
+			batch, err = cons.Fetch(1000, jetstream.FetchMaxWait(pendingIdle))
+		} else {
+			batch, err = cons.FetchNoWait(1000)
 		}
-		ms, err := strconv.ParseInt(parts[1], 10, 64)
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("read the pending index: %w", err)
 		}
-		out = append(out, Pending{WorkspaceID: parts[0], RequestedAt: time.UnixMilli(ms).UTC(), EncodingID: parts[2]})
+		n, remaining := 0, uint64(1)
+		for m := range batch.Messages() {
+			n++
+			if meta, err := m.Metadata(); err == nil {
+				remaining = meta.NumPending
+			}
+			parts := strings.Split(strings.TrimPrefix(m.Subject(), pendingPrefix), ".")
+			if len(parts) != 3 {
+				continue
+			}
+			ms, err := strconv.ParseInt(parts[1], 10, 64)
+			if err != nil {
+				continue
+			}
+			out = append(out, Pending{WorkspaceID: parts[0], RequestedAt: time.UnixMilli(ms).UTC(), EncodingID: parts[2]})
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("read the pending index: %w", err)
+		}
+		switch {
+		case n > 0 && remaining == 0, n == 0 && idle:
+			return out, nil
+		case n == 0:
+			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 && info.NumAckPending == 0 {
+				return out, nil // the server has nothing for it: an empty index
+			}
+			idle = true
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read the pending index: ended early: %w", err)
+		}
 	}
-	return out, nil
 }
 
 // WatchRecords sends every record revision stored from now on, until ctx
