@@ -21,6 +21,9 @@ type unindexer struct {
 	log   zerolog.Logger
 	queue chan [2]string // workspace id, encoding id
 	wg    sync.WaitGroup
+	// mu guards closed: after stop a removal is done in line.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // unindexQueue bounds the removals waiting; beyond it a removal is done
@@ -39,12 +42,17 @@ func newUnindexer(st *store.Store, log zerolog.Logger) *unindexer {
 	return u
 }
 
-func (u *unindexer) remove(ctx context.Context, ws, id string) {
-	select {
-	case u.queue <- [2]string{ws, id}:
-	default:
-		u.do(ws, id)
+func (u *unindexer) remove(ws, id string) {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if !u.closed {
+		select {
+		case u.queue <- [2]string{ws, id}:
+			return
+		default:
+		}
 	}
+	u.do(ws, id)
 }
 
 func (u *unindexer) do(ws, id string) {
@@ -58,7 +66,12 @@ func (u *unindexer) do(ws, id string) {
 // stop removes what is queued, or gives up when ctx ends (the deadlines
 // repair the rest).
 func (u *unindexer) stop(ctx context.Context) {
-	close(u.queue)
+	u.mu.Lock()
+	if !u.closed {
+		u.closed = true
+		close(u.queue)
+	}
+	u.mu.Unlock()
 	done := make(chan struct{})
 	go func() { u.wg.Wait(); close(done) }()
 	select {

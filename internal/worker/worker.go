@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -130,7 +129,6 @@ type Worker struct {
 	waits     context.Context
 	stopWaits context.CancelFunc
 	stopWatch context.CancelFunc
-	stopOnce  sync.Once
 }
 
 // New validates o, registers the worker's metrics and wires it; Start
@@ -259,7 +257,7 @@ func (w *Worker) EndWaits() { w.stopWaits() }
 func (w *Worker) Stop(ctx context.Context) error {
 	w.stopWaits()
 	errs := []error{w.intake.stop(ctx), w.timers.stop(ctx), w.outbox.stop(ctx)}
-	w.stopOnce.Do(func() { w.svc.unindex.stop(ctx) })
+	w.svc.unindex.stop(ctx)
 	if w.stopWatch != nil {
 		w.stopWatch()
 	}
