@@ -7,16 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/httpapi"
+	"github.com/cardwire/cardwire/internal/streams"
 )
 
 // APIOptions configure the /v1/encodings API.
@@ -73,7 +77,7 @@ const (
 // deadline; long polls and streams have their own bound, MaxWaiters, and
 // set their deadline per write) → handler.
 func (w *Worker) routes() http.Handler {
-	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, log: w.log.With().Str("component", "api").Logger(), waits: w.waits,
+	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, js: w.o.JS, log: w.log.With().Str("component", "api").Logger(), waits: w.waits,
 		slots: make(chan struct{}, w.o.API.MaxInFlight)}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.Handler) {
@@ -122,6 +126,7 @@ type api struct {
 	o    APIOptions
 	svc  *service
 	feed *feed
+	js   jetstream.JetStream
 	log  zerolog.Logger
 	// waits ends when the worker stops: long polls and event streams end
 	// with it, while registrations and cancels finish.
@@ -335,9 +340,13 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	if status == "" && ws != "" {
+		a.recent(w, r, ws, cursor, limit)
+		return
+	}
 	if status != encoding.StatusPending {
 		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input",
-			Message: "status=pending is required: pending encodings are listed from an index; a settled one is read by its id (or followed on ENCODING_EVENTS)"})
+			Message: "list status=pending (of a workspace or all), or the recent encodings of a workspace (workspace_id without status); a settled one is read by its id"})
 		return
 	}
 	page := listPage{Encodings: []encoding.Record{}}
@@ -366,6 +375,98 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// Recent listings read the workspace's outcomes of at most maxRecentSince
+// (default defaultRecentSince, ?since=) and at most maxRecentScan of them.
+const (
+	defaultRecentSince = time.Hour
+	maxRecentSince     = 24 * time.Hour
+	maxRecentScan      = 20000
+)
+
+// recent answers the encodings of a workspace that changed within since,
+// newest request first, from the workspace's outcome messages on
+// ENCODING_EVENTS (their subject names the workspace): its cost is that
+// workspace's revisions in the window, not the bucket. One ordered
+// consumer per call: an operator's or a desk's question, not a hot path.
+func (a *api) recent(w http.ResponseWriter, r *http.Request, ws, cursor string, limit int) {
+	since := defaultRecentSince
+	if v := r.URL.Query().Get("since"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 || d > maxRecentSince {
+			a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: fmt.Sprintf("since must be a duration up to %s", maxRecentSince)})
+			return
+		}
+		since = d
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil || (cursor != "" && after.id == "") {
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: errBadCursor.Error()})
+		return
+	}
+	subj, err := streams.OutcomeSubject(ws, "x")
+	if err != nil {
+		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "workspace_id must be a Seam id"})
+		return
+	}
+	latest, err := a.recentOutcomes(r.Context(), strings.TrimSuffix(subj, ".x")+".>", time.Now().Add(-since))
+	if err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
+	recs := make([]encoding.Record, 0, len(latest))
+	for _, rec := range latest {
+		k := pendingKey{at: rec.RequestedAt, id: rec.EncodingID}
+		if cursor == "" || k.compare(after) < 0 {
+			recs = append(recs, rec)
+		}
+	}
+	slices.SortFunc(recs, func(x, y encoding.Record) int {
+		return pendingKey{at: y.RequestedAt, id: y.EncodingID}.compare(pendingKey{at: x.RequestedAt, id: x.EncodingID})
+	})
+	page := listPage{Encodings: recs[:min(limit, len(recs))]}
+	if len(recs) > limit {
+		last := page.Encodings[limit-1]
+		page.NextCursor = encodeCursor(pendingKey{at: last.RequestedAt, id: last.EncodingID})
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// recentOutcomes reads the outcome messages on subject since start and
+// keeps the latest revision of each encoding.
+func (a *api) recentOutcomes(ctx context.Context, subject string, start time.Time) (map[string]encoding.Record, error) {
+	cons, err := a.js.OrderedConsumer(ctx, streams.OutcomesStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start,
+		// Gone soon after the call, not after the default five minutes.
+		InactiveThreshold: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outcomes: %w", err)
+	}
+	latest := map[string]encoding.Record{}
+	for scanned := 0; scanned < maxRecentScan; {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			return nil, fmt.Errorf("read outcomes: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var rec encoding.Record
+			if json.Unmarshal(m.Data(), &rec) == nil && rec.Revision >= latest[rec.EncodingID].Revision {
+				latest[rec.EncodingID] = rec
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("read outcomes: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		scanned += n
+	}
+	return latest, nil
 }
 
 // pageReads is how many records of a page are read at once.

@@ -303,3 +303,53 @@ func TestAPIList(t *testing.T) {
 	r := w.call(t, http.MethodGet, "/v1/encodings?limit=100000", "", nil)
 	require.Equal(t, http.StatusBadRequest, r.Status)
 }
+
+// The recent encodings of a workspace, newest request first, from its
+// outcome messages: pending and settled, one entry each (its latest
+// revision), page by page; another workspace's are not listed.
+func TestAPIListRecent(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	var recs []encoding.Record
+	creds := make([]string, 5)
+	for i := range creds {
+		creds[i] = uuid.NewString()
+		recs = append(recs, w.register(t, creds[i], "", uuid.NewString()))
+	}
+	e.seamEvent(t, "acs_credential.issued", ws, creds[1], time.Now(), "")
+	e.outcomes.wait(t, recs[1].EncodingID, encoding.StatusIssued)
+	for _, rec := range recs {
+		e.outcomes.wait(t, rec.EncodingID, encoding.StatusPending)
+	}
+	var seen []encoding.Record
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 10)
+		r := w.call(t, http.MethodGet, "/v1/encodings?limit=2&workspace_id="+ws+"&cursor="+cursor, "", nil)
+		require.Equal(t, http.StatusOK, r.Status, "body %s", r.Body)
+		var page struct {
+			Encodings  []encoding.Record `json:"encodings"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &page))
+		seen = append(seen, page.Encodings...)
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	require.Len(t, seen, len(recs))
+	for i, rec := range seen {
+		want := recs[len(recs)-1-i]
+		require.Equal(t, want.EncodingID, rec.EncodingID, "newest request first")
+	}
+	require.Equal(t, encoding.StatusIssued, seen[len(recs)-2].Status, "the latest revision")
+
+	r := w.call(t, http.MethodGet, "/v1/encodings?workspace_id=00000000-0000-4000-8000-0000000000ff", "", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.JSONEq(t, `{"encodings":[]}`, string(r.Body))
+	r = w.call(t, http.MethodGet, "/v1/encodings?workspace_id="+ws+"&since=48h", "", nil)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+	r = w.call(t, http.MethodGet, "/v1/encodings?status=issued", "", nil)
+	require.Equal(t, http.StatusBadRequest, r.Status)
+}
