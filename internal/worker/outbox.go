@@ -55,11 +55,16 @@ type pending struct {
 	msg jetstream.Msg
 	f   jetstream.PubAckFuture
 	rec encoding.Record
+	// due is when its PubAck is given up on: counted from the publish, so
+	// that PubAcks lost together (a node going away) time out together,
+	// not one after another.
+	due time.Time
 }
 
-// outboxAckTimeout bounds the wait for one outcome's PubAck; then the
-// revision is redelivered and published again (deduplicated).
-const outboxAckTimeout = 10 * time.Second
+// outboxAckTimeout bounds the wait for one outcome's PubAck, from its
+// publish; then the revision is redelivered and published again
+// (deduplicated).
+const outboxAckTimeout = 5 * time.Second
 
 // outboxWindow is how many outcomes are published before their PubAcks
 // arrive: the pipeline that keeps one ordered publisher fast.
@@ -114,7 +119,7 @@ func (o *outbox) publish(msg jetstream.Msg) {
 		o.failed(msg, rec, err)
 		return
 	}
-	o.inFlight <- pending{msg: msg, f: f, rec: rec}
+	o.inFlight <- pending{msg: msg, f: f, rec: rec, due: time.Now().Add(outboxAckTimeout)}
 }
 
 // OutcomeMsgID is the JetStream message id of a record revision's outcome.
@@ -129,7 +134,7 @@ func (o *outbox) acks() {
 	t := time.NewTimer(outboxAckTimeout)
 	defer t.Stop()
 	for p := range o.inFlight {
-		t.Reset(outboxAckTimeout)
+		t.Reset(time.Until(p.due))
 		select {
 		case ack := <-p.f.Ok():
 			_ = p.msg.Ack()
