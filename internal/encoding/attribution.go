@@ -128,11 +128,6 @@ func (s *TargetState) Keep(ev Event, until time.Time) bool {
 	return true
 }
 
-// Kept reports whether an event with this id is kept.
-func (s TargetState) Kept(eventID string) bool {
-	return slices.ContainsFunc(s.Events, func(k KeptEvent) bool { return k.Event.EventID == eventID })
-}
-
 // EventsFor returns the kept events that belong to encodingID, in the
 // order they occurred.
 func (s TargetState) EventsFor(encodingID string, margin time.Duration) []Event {
@@ -152,15 +147,4 @@ func (s *TargetState) Forget(eventIDs ...string) bool {
 	n := len(s.Events)
 	s.Events = slices.DeleteFunc(s.Events, func(k KeptEvent) bool { return slices.Contains(eventIDs, k.Event.EventID) })
 	return len(s.Events) != n
-}
-
-// Expired returns the kept events whose time ran out by now.
-func (s TargetState) Expired(now time.Time) []Event {
-	var out []Event
-	for _, k := range s.Events {
-		if !now.Before(k.Until) {
-			out = append(out, k.Event)
-		}
-	}
-	return out
 }

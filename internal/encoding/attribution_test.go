@@ -58,10 +58,10 @@ func TestTargetStateKeep(t *testing.T) {
 	st.AddClaim(encoding.Claim{EncodingID: "A", RequestedAt: t0.Add(-time.Second)})
 	require.Len(t, st.Encodings, 1, "claimed once")
 	require.Equal(t, []encoding.Event{ev}, st.EventsFor("A", time.Second))
-	require.Empty(t, st.Expired(t0))
-	require.Equal(t, []encoding.Event{ev}, st.Expired(t0.Add(time.Minute)))
+	require.Equal(t, t0.Add(time.Minute), st.Events[0].Until)
 	require.True(t, st.Forget("e1"))
-	require.False(t, st.Kept("e1"))
+	require.Empty(t, st.Events)
+	require.False(t, st.Forget("e1"), "forgetting again changes nothing")
 	for i := range 100 {
 		st.AddClaim(encoding.Claim{EncodingID: string(rune('a'+i%26)) + time.Duration(i).String(), RequestedAt: t0.Add(time.Duration(i) * time.Second)})
 		st.Keep(encoding.Event{EventID: time.Duration(i).String(), OccurredAt: t0}, t0.Add(time.Duration(i)*time.Second))

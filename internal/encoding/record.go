@@ -17,15 +17,6 @@ const (
 // Terminal reports whether s is final.
 func (s Status) Terminal() bool { return s != StatusPending }
 
-// Valid reports whether s is one of the statuses above.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusPending, StatusIssued, StatusFailed, StatusExpired, StatusCanceled:
-		return true
-	}
-	return false
-}
-
 // How an encoding was settled (Record.ResolvedBy).
 const (
 	ResolvedByWebhook   = "webhook"

@@ -2,19 +2,15 @@ package worker_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
-	"github.com/cardwire/cardwire/internal/seamsim"
 )
 
 func TestAPIAuth(t *testing.T) {
@@ -50,21 +46,10 @@ func TestAPIAuth(t *testing.T) {
 // Beyond WORKER_API_MAX_IN_FLIGHT requests (long polls and streams aside)
 // the API answers 429 at once instead of piling up goroutines.
 func TestAPIInFlightLimit(t *testing.T) {
-	const simKey = "seam_test_inflight"
-	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: time.Hour, Log: zerolog.Nop()})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
 	inEncode, release := make(chan struct{}), make(chan struct{})
-	seamSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/acs/encoders/encode_credential" {
-			close(inEncode)
-			<-release
-		}
-		sim.Handler().ServeHTTP(rw, r)
-	}))
-	t.Cleanup(seamSrv.Close)
+	_, seamURL := newSim(t, time.Hour, holdEncode(inEncode, release))
 	e := newEnv(t)
-	w := e.startWorker(t, workerConfig{seamURL: seamSrv.URL, seamKey: simKey, maxInFlight: 1})
+	w := e.startWorker(t, workerConfig{seamURL: seamURL, seamKey: simKey, maxInFlight: 1})
 	held := make(chan response, 1)
 	go func() {
 		r, _ := w.try(http.MethodPost, "/v1/encodings", "", map[string]string{
@@ -279,25 +264,9 @@ func TestAPIList(t *testing.T) {
 	require.Equal(t, http.StatusOK, w.call(t, http.MethodDelete, "/v1/encodings/"+ids[0], "", nil).Status)
 
 	var seen []string
-	cursor := ""
-	for pages := 0; ; pages++ {
-		require.Less(t, pages, 10)
-		r := w.call(t, http.MethodGet, "/v1/encodings?status=pending&limit=2&workspace_id="+ws+"&cursor="+cursor, "", nil)
-		require.Equal(t, http.StatusOK, r.Status, "body %s", r.Body)
-		var page struct {
-			Encodings  []encoding.Record `json:"encodings"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		require.NoError(t, json.Unmarshal(r.Body, &page))
-		require.LessOrEqual(t, len(page.Encodings), 2)
-		for _, rec := range page.Encodings {
-			require.Equal(t, encoding.StatusPending, rec.Status)
-			seen = append(seen, rec.EncodingID)
-		}
-		if page.NextCursor == "" {
-			break
-		}
-		cursor = page.NextCursor
+	for _, rec := range w.listAll(t, "status=pending&workspace_id="+ws, 2) {
+		require.Equal(t, encoding.StatusPending, rec.Status)
+		seen = append(seen, rec.EncodingID)
 	}
 	require.ElementsMatch(t, ids[1:], seen)
 	r := w.call(t, http.MethodGet, "/v1/encodings?limit=100000", "", nil)
@@ -321,23 +290,7 @@ func TestAPIListRecent(t *testing.T) {
 	for _, rec := range recs {
 		e.outcomes.wait(t, rec.EncodingID, encoding.StatusPending)
 	}
-	var seen []encoding.Record
-	cursor := ""
-	for pages := 0; ; pages++ {
-		require.Less(t, pages, 10)
-		r := w.call(t, http.MethodGet, "/v1/encodings?limit=2&workspace_id="+ws+"&cursor="+cursor, "", nil)
-		require.Equal(t, http.StatusOK, r.Status, "body %s", r.Body)
-		var page struct {
-			Encodings  []encoding.Record `json:"encodings"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		require.NoError(t, json.Unmarshal(r.Body, &page))
-		seen = append(seen, page.Encodings...)
-		if page.NextCursor == "" {
-			break
-		}
-		cursor = page.NextCursor
-	}
+	seen := w.listAll(t, "workspace_id="+ws, 2)
 	require.Len(t, seen, len(recs))
 	for i, rec := range seen {
 		want := recs[len(recs)-1-i]

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -24,12 +23,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/natstest"
-	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/store"
 	"github.com/cardwire/cardwire/internal/streams"
 )
@@ -272,26 +269,12 @@ func (o *outcomeLog) statuses(id string) []encoding.Status {
 func pendingFor(t testing.TB, w *worker, credential string) []encoding.Record {
 	t.Helper()
 	var out []encoding.Record
-	cursor := ""
-	for pages := 0; ; pages++ {
-		require.Less(t, pages, 100)
-		r := w.call(t, http.MethodGet, "/v1/encodings?status=pending&limit=500&workspace_id="+ws+"&cursor="+cursor, "", nil)
-		require.Equal(t, http.StatusOK, r.Status, "list: body %s", r.Body)
-		var page struct {
-			Encodings  []encoding.Record `json:"encodings"`
-			NextCursor string            `json:"next_cursor"`
+	for _, rec := range w.listAll(t, "status=pending&workspace_id="+ws, 500) {
+		if rec.AcsCredentialID == credential && rec.Status == encoding.StatusPending {
+			out = append(out, rec)
 		}
-		require.NoError(t, json.Unmarshal(r.Body, &page))
-		for _, rec := range page.Encodings {
-			if rec.AcsCredentialID == credential && rec.Status == encoding.StatusPending {
-				out = append(out, rec)
-			}
-		}
-		if page.NextCursor == "" {
-			return out
-		}
-		cursor = page.NextCursor
 	}
+	return out
 }
 
 // Finding 1 (cancel): A is canceled; A's own issued, which occurred while A
@@ -335,15 +318,10 @@ func TestFinding1FalseIssuedAfterCancel(t *testing.T) {
 // (the Seam simulator says the attempt succeeded; its webhook is late). A's
 // webhook then arrives; it must not confirm B.
 func TestFinding1FalseIssuedAfterReconcile(t *testing.T) {
-	const simKey = "seam_test_findings"
-	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: 50 * time.Millisecond, Log: zerolog.Nop()})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
-	simSrv := httptest.NewServer(sim.Handler())
-	t.Cleanup(simSrv.Close)
+	_, simURL := newSim(t, 50*time.Millisecond, nil)
 
 	e := newEnv(t)
-	w := e.startWorker(t, workerConfig{seamURL: simSrv.URL, seamKey: simKey, confirm: time.Second, maxAge: 2 * time.Minute})
+	w := e.startWorker(t, workerConfig{seamURL: simURL, seamKey: simKey, confirm: time.Second, maxAge: 2 * time.Minute})
 	cred, encoder := uuid.NewString(), uuid.NewString()
 
 	// A: the worker starts the encode; the simulator sends no webhook (no

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ import (
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/seam"
+	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/store"
 	"github.com/cardwire/cardwire/internal/streams"
 	cwworker "github.com/cardwire/cardwire/internal/worker"
@@ -452,3 +454,61 @@ func (o *outcomeLog) all() []outcome {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// simKey is the API key every test simulator expects.
+const simKey = "seam_test_worker"
+
+// newSim starts the Seam simulator behind an HTTP server and returns it
+// with the server's URL. wrap, when set, sees each request first (to hold
+// or count some).
+func newSim(t testing.TB, encodeDelay time.Duration, wrap func(http.Handler) http.Handler) (*seamsim.Sim, string) {
+	t.Helper()
+	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: encodeDelay, Log: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	var h http.Handler = sim.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return sim, srv.URL
+}
+
+// holdEncode is a wrap for newSim: the first encode call closes inEncode
+// and is answered only once release is closed.
+func holdEncode(inEncode, release chan struct{}) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/acs/encoders/encode_credential" {
+				close(inEncode)
+				<-release
+			}
+			next.ServeHTTP(rw, r)
+		})
+	}
+}
+
+// listAll walks GET /v1/encodings?<query>&limit=<limit> page by page and
+// returns every record, checking that no page is larger than the limit.
+func (w *worker) listAll(t testing.TB, query string, limit int) []encoding.Record {
+	t.Helper()
+	var out []encoding.Record
+	cursor := ""
+	for pages := 0; ; pages++ {
+		require.Less(t, pages, 1000)
+		r := w.call(t, http.MethodGet, fmt.Sprintf("/v1/encodings?%s&limit=%d&cursor=%s", query, limit, cursor), "", nil)
+		require.Equal(t, http.StatusOK, r.Status, "list: body %s", r.Body)
+		var page struct {
+			Encodings  []encoding.Record `json:"encodings"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &page))
+		require.LessOrEqual(t, len(page.Encodings), limit)
+		out = append(out, page.Encodings...)
+		if page.NextCursor == "" {
+			return out
+		}
+		cursor = page.NextCursor
+	}
+}

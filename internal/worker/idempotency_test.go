@@ -2,18 +2,15 @@ package worker_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
-	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -22,7 +19,6 @@ import (
 // encode is sent exactly once (a second encode could write a second card),
 // and the encoding settles by its webhook.
 func TestIdempotentReplayResumesEveryStep(t *testing.T) {
-	const simKey = "seam_test_steps"
 	steps := []struct {
 		Name string
 		KV   func(op, key string) bool
@@ -38,14 +34,10 @@ func TestIdempotentReplayResumesEveryStep(t *testing.T) {
 	}
 	for _, c := range steps {
 		t.Run(c.Name, func(t *testing.T) {
-			sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: time.Hour, Log: zerolog.Nop()})
-			require.NoError(t, err)
-			t.Cleanup(sim.Close)
-			simSrv := httptest.NewServer(sim.Handler())
-			t.Cleanup(simSrv.Close)
+			sim, simURL := newSim(t, time.Hour, nil)
 			e := newEnv(t)
 			f := &faults{}
-			w := e.startWorker(t, withFaults(workerConfig{seamURL: simSrv.URL, seamKey: simKey}, f))
+			w := e.startWorker(t, withFaults(workerConfig{seamURL: simURL, seamKey: simKey}, f))
 
 			// The step fails for the whole first request (retries inside it
 			// included), as a NATS outage would.

@@ -207,7 +207,7 @@ func (s *service) claim(ctx context.Context, rec encoding.Record) (encoding.Reco
 				Message: "another encoding of this credential was registered at the same time: " + open.EncodingID}, s.now())
 		})
 		if ferr == nil {
-			s.resolved(ctx, failed, "")
+			s.resolved(failed, "")
 		}
 		return failed, errors.Join(err, ferr)
 	}
@@ -365,7 +365,7 @@ func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (enc
 				s.log.Warn().Err(err).Str("encoding_id", id).Msg("card-number retry not scheduled")
 			}
 		}
-		s.resolved(ctx, rec, ev.EventID)
+		s.resolved(rec, ev.EventID)
 		s.metrics.eventLag.Observe(s.now().Sub(ev.OccurredAt).Seconds())
 	case encoding.ResultLate:
 		s.log.Warn().Str("encoding_id", id).Str("event_id", ev.EventID).Str("event_type", ev.EventType).
@@ -429,7 +429,7 @@ func cardOf(c seam.Credential) encoding.Card {
 
 // resolved records a final status: out of the pending index, metrics and
 // the log line. An index entry not removed here is removed at the deadline.
-func (s *service) resolved(ctx context.Context, rec encoding.Record, eventID string) {
+func (s *service) resolved(rec encoding.Record, eventID string) {
 	s.unindex.remove(rec.WorkspaceID, rec.EncodingID)
 	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
 	s.metrics.resolveDuration.Observe(s.now().Sub(rec.RequestedAt).Seconds())
@@ -457,7 +457,7 @@ func (s *service) Cancel(ctx context.Context, id string) (encoding.Record, error
 	case err != nil:
 		return encoding.Record{}, err
 	case changed:
-		s.resolved(ctx, rec, "")
+		s.resolved(rec, "")
 		return rec, nil
 	case rec.Status == encoding.StatusCanceled:
 		return rec, nil

@@ -3,38 +3,24 @@ package worker_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
-	"github.com/cardwire/cardwire/internal/seamsim"
 )
 
 // At shutdown long polls end at once, while a registration in flight (here
 // held inside its encode call to Seam) finishes and answers with the
 // stored attempt: a cut-off registration would leave steps undone.
 func TestShutdownEndsWaitsButFinishesRegistrations(t *testing.T) {
-	const simKey = "seam_test_shutdown"
-	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: time.Hour, Log: zerolog.Nop()})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
 	inEncode, release := make(chan struct{}), make(chan struct{})
-	seamSrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/acs/encoders/encode_credential" {
-			close(inEncode)
-			<-release
-		}
-		sim.Handler().ServeHTTP(rw, r)
-	}))
-	t.Cleanup(seamSrv.Close)
+	_, seamURL := newSim(t, time.Hour, holdEncode(inEncode, release))
 
 	e := newEnv(t)
-	w := e.startWorker(t, workerConfig{seamURL: seamSrv.URL, seamKey: simKey})
+	w := e.startWorker(t, workerConfig{seamURL: seamURL, seamKey: simKey})
 	waiting := w.register(t, uuid.NewString(), "", uuid.NewString())
 
 	type answer struct {

@@ -68,7 +68,7 @@ func (s *service) start(ctx context.Context, rec encoding.Record) (encoding.Reco
 			return rec, errors.Join(&StartError{Record: rec, Err: apiErr}, ferr)
 		}
 		if changed {
-			s.resolved(ctx, failed, "")
+			s.resolved(failed, "")
 		}
 		return failed, &StartError{Record: failed, Err: apiErr}
 	}
@@ -94,7 +94,7 @@ func (s *service) start(ctx context.Context, rec encoding.Record) (encoding.Reco
 		return rec, err
 	}
 	if changed && updated.Status.Terminal() {
-		s.resolved(ctx, updated, "")
+		s.resolved(updated, "")
 	}
 	return updated, nil
 }

@@ -201,7 +201,7 @@ func (s *service) onDeadline(ctx context.Context, ws, id string, delivered uint6
 	case encoding.Settle:
 		if changed {
 			s.metrics.deadlines.WithLabelValues(deadlineResult(d.Record)).Inc()
-			s.resolved(ctx, d.Record, "")
+			s.resolved(d.Record, "")
 		}
 	case encoding.Extend:
 		s.metrics.deadlines.WithLabelValues(deadlineExtended).Inc()

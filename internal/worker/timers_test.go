@@ -3,17 +3,14 @@ package worker_test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
-	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -52,23 +49,21 @@ func TestDeadlinesBeyondTheConsumerLimit(t *testing.T) {
 // A burst of due deadlines against the simulator: every one is reconciled,
 // and Seam never sees more than the client's rate limit.
 func TestDeadlineBurstRespectsTheSeamRateLimit(t *testing.T) {
-	const simKey, rps = "seam_test_burst", 5
-	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, EncodeDelay: time.Hour, Log: zerolog.Nop()})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
+	const rps = 5
 	var mu sync.Mutex
 	var reads []time.Time
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/action_attempts/get" || r.URL.Path == "/action_attempts/list" {
-			mu.Lock()
-			reads = append(reads, time.Now())
-			mu.Unlock()
-		}
-		sim.Handler().ServeHTTP(rw, r)
-	}))
-	t.Cleanup(srv.Close)
+	sim, simURL := newSim(t, time.Hour, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/action_attempts/get" || r.URL.Path == "/action_attempts/list" {
+				mu.Lock()
+				reads = append(reads, time.Now())
+				mu.Unlock()
+			}
+			next.ServeHTTP(rw, r)
+		})
+	})
 	e := newEnv(t)
-	w := e.startWorker(t, workerConfig{seamURL: srv.URL, seamKey: simKey, confirm: 300 * time.Millisecond, maxAge: time.Minute, seamRPS: rps})
+	w := e.startWorker(t, workerConfig{seamURL: simURL, seamKey: simKey, confirm: 300 * time.Millisecond, maxAge: time.Minute, seamRPS: rps})
 	const n = 15
 	var ids []string
 	for range n {

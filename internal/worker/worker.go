@@ -159,7 +159,6 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	w := &Worker{o: o, log: o.Log}
 	w.svc = &service{store: store.New(bucket, bucketStream), timers: &scheduler{p: pub}, limits: o.Limits, enrich: o.EnrichTimeout,
 		metrics: m, log: o.Log.With().Str("component", "encoding").Logger(), now: o.Now}
-	w.svc.unindex = newUnindexer(w.svc.store, w.svc.log)
 	if o.Seam != nil {
 		w.svc.seam = o.Seam
 		w.svc.batch = newAttemptBatcher(o.Seam, attemptBatchWindow, attemptBatchMax)
@@ -211,6 +210,8 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	}
 	w.waits, w.stopWaits = context.WithCancel(context.Background())
 	w.handler = w.routes()
+	// Last: its goroutine must not outlive a New that failed.
+	w.svc.unindex = newUnindexer(w.svc.store, w.svc.log)
 	return w, nil
 }
 
