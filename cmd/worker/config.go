@@ -76,7 +76,7 @@ func loadConfig(env *config.Env) cfg {
 	c.Owned.OutcomesDuplicates = env.Duration("ENCODING_EVENTS_DUPLICATE_WINDOW", c.Owned.OutcomesDuplicates)
 	c.Owned.AckWait = env.Duration("WORKER_ACK_WAIT", c.Owned.AckWait)
 	c.Owned.MaxDeliver = env.Int("WORKER_MAX_DELIVER", c.Owned.MaxDeliver)
-	c.Concurrency = env.Int("WORKER_CONCURRENCY", 8)
+	c.Concurrency = env.Int("WORKER_CONCURRENCY", 32)
 	c.HandleTimeout = env.Duration("WORKER_HANDLE_TIMEOUT", 10*time.Second)
 	c.ShutdownTimeout = env.Duration("SHUTDOWN_TIMEOUT", 25*time.Second)
 	return c

@@ -347,7 +347,11 @@ func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, er
 const pendingPrefix = "$KV." + streams.EncodingsBucket + ".pend."
 
 func pendingKey(rec encoding.Record) string {
-	return "pend." + rec.WorkspaceID + "." + strconv.FormatInt(rec.RequestedAt.UnixMilli(), 10) + "." + rec.EncodingID
+	return pendingEntry(rec.WorkspaceID, rec.RequestedAt, rec.EncodingID)
+}
+
+func pendingEntry(ws string, requestedAt time.Time, id string) string {
+	return "pend." + ws + "." + strconv.FormatInt(requestedAt.UnixMilli(), 10) + "." + id
 }
 
 // Pending is one entry of the pending index.
@@ -369,13 +373,24 @@ func (s *Store) AddPending(ctx context.Context, rec encoding.Record) error {
 // RemovePending takes an encoding out of the pending index. It purges the
 // key's subject from the stream, so nothing stays behind: a delete marker
 // per settled encoding would make the index cost the records. Removing one
-// that is not there is not an error.
-func (s *Store) RemovePending(ctx context.Context, ws, id string) error {
-	subj := pendingPrefix + ws + ".*." + id
+// that is not there is not an error. With p.RequestedAt the purge names
+// one subject; without it (a registration that never stored its record)
+// it matches the request time with a wildcard, which costs the server a
+// walk of the workspace's pending entries, so it is for repairs only.
+func (s *Store) RemovePending(ctx context.Context, p Pending) error {
+	subj := pendingPrefix + p.WorkspaceID + ".*." + p.EncodingID
+	if !p.RequestedAt.IsZero() {
+		subj = "$KV." + streams.EncodingsBucket + "." + pendingEntry(p.WorkspaceID, p.RequestedAt, p.EncodingID)
+	}
 	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		return fmt.Errorf("unindex pending %s: %w", id, err)
+		return fmt.Errorf("unindex pending %s: %w", p.EncodingID, err)
 	}
 	return nil
+}
+
+// PendingOf is the pending-index entry of rec.
+func PendingOf(rec encoding.Record) Pending {
+	return Pending{EncodingID: rec.EncodingID, WorkspaceID: rec.WorkspaceID, RequestedAt: rec.RequestedAt}
 }
 
 // pendingIdle ends the read of the pending index when nothing more comes:

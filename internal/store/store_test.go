@@ -17,7 +17,7 @@ import (
 
 const ws = "ws1"
 
-func newStore(t *testing.T) *store.Store {
+func newStore(t testing.TB) *store.Store {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
 	_, js := natstest.Connect(t, srv.ClientURL())
@@ -179,15 +179,22 @@ func TestIdempotency(t *testing.T) {
 }
 
 // The pending index: what is added and not removed, read once; a removal
-// leaves nothing behind (no marker a start-up would read).
+// leaves nothing behind (no marker a start-up would read), whether it
+// names the request time (settling) or not (a repair).
 func TestPendingIndex(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
-	for i := range 5 {
-		require.NoError(t, s.AddPending(ctx, pending(fmt.Sprint("e", i))))
+	var recs []encoding.Record
+	for i := range 6 {
+		recs = append(recs, pending(fmt.Sprint("e", i)))
+		require.NoError(t, s.AddPending(ctx, recs[i]))
 	}
-	require.NoError(t, s.RemovePending(ctx, ws, "e0"))
-	require.NoError(t, s.RemovePending(ctx, ws, "never-indexed"))
+	require.NoError(t, s.RemovePending(ctx, store.PendingOf(recs[0])))
+	require.NoError(t, s.RemovePending(ctx, store.Pending{WorkspaceID: ws, EncodingID: "e5"}))
+	other := recs[1]
+	other.RequestedAt = other.RequestedAt.Add(-time.Second)
+	require.NoError(t, s.RemovePending(ctx, store.PendingOf(other)), "another request time is another entry")
+	require.NoError(t, s.RemovePending(ctx, store.Pending{WorkspaceID: ws, EncodingID: "never-indexed"}))
 	entries, err := s.PendingIndex(ctx)
 	require.NoError(t, err)
 	var ids []string

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	cwworker "github.com/cardwire/cardwire/internal/worker"
 )
 
 // BenchmarkSettle is the workers' throughput: b.N encodings are
@@ -41,7 +42,7 @@ func BenchmarkSettle(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			for range workers {
-				e.startWorker(b, workerConfig{concurrency: 8})
+				e.startWorker(b, workerConfig{concurrency: cwworker.DefaultOptions().Concurrency})
 			}
 			e.outcomes.waitCount(b, encoding.StatusIssued, b.N)
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")

@@ -110,7 +110,7 @@ func (f *feed) sweep(ctx context.Context, st *store.Store, maxAge time.Duration,
 			return // the store is unavailable: next time
 		}
 		f.forget(k.id)
-		if err := st.RemovePending(ctx, k.ws, k.id); err != nil {
+		if err := st.RemovePending(ctx, store.Pending{WorkspaceID: k.ws, RequestedAt: k.at, EncodingID: k.id}); err != nil {
 			log.Warn().Err(err).Str("encoding_id", k.id).Msg("stale pending index entry not removed")
 		}
 	}

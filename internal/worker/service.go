@@ -430,7 +430,7 @@ func cardOf(c seam.Credential) encoding.Card {
 // resolved records a final status: out of the pending index, metrics and
 // the log line. An index entry not removed here is removed at the deadline.
 func (s *service) resolved(rec encoding.Record, eventID string) {
-	s.unindex.remove(rec.WorkspaceID, rec.EncodingID)
+	s.unindex.remove(store.PendingOf(rec))
 	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
 	s.metrics.resolveDuration.Observe(s.now().Sub(rec.RequestedAt).Seconds())
 	ev := s.log.Info()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/seam"
+	"github.com/cardwire/cardwire/internal/store"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -164,7 +165,7 @@ func (s *service) onDeadline(ctx context.Context, ws, id string, delivered uint6
 		// (timers of earlier versions name no workspace; they never
 		// indexed).
 		if streams.ValidToken(ws) {
-			return 0, s.store.RemovePending(ctx, ws, id)
+			return 0, s.store.RemovePending(ctx, store.Pending{WorkspaceID: ws, EncodingID: id})
 		}
 		return 0, nil
 	}
@@ -176,7 +177,7 @@ func (s *service) onDeadline(ctx context.Context, ws, id string, delivered uint6
 		if d.Action == encoding.Done {
 			s.metrics.deadlines.WithLabelValues(deadlineAlreadyFinal).Inc()
 			// Repairs an index entry its settling did not remove.
-			return 0, s.store.RemovePending(ctx, rec.WorkspaceID, rec.EncodingID)
+			return 0, s.store.RemovePending(ctx, store.PendingOf(rec))
 		}
 		return d.Retry, nil
 	}

@@ -19,7 +19,7 @@ import (
 type unindexer struct {
 	store *store.Store
 	log   zerolog.Logger
-	queue chan [2]string // workspace id, encoding id
+	queue chan store.Pending
 	wg    sync.WaitGroup
 	// mu guards closed: after stop a removal is done in line.
 	mu     sync.RWMutex
@@ -31,35 +31,35 @@ type unindexer struct {
 const unindexQueue = 4096
 
 func newUnindexer(st *store.Store, log zerolog.Logger) *unindexer {
-	u := &unindexer{store: st, log: log, queue: make(chan [2]string, unindexQueue)}
+	u := &unindexer{store: st, log: log, queue: make(chan store.Pending, unindexQueue)}
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
 		for item := range u.queue {
-			u.do(item[0], item[1])
+			u.do(item)
 		}
 	}()
 	return u
 }
 
-func (u *unindexer) remove(ws, id string) {
+func (u *unindexer) remove(p store.Pending) {
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	if !u.closed {
 		select {
-		case u.queue <- [2]string{ws, id}:
+		case u.queue <- p:
 			return
 		default:
 		}
 	}
-	u.do(ws, id)
+	u.do(p)
 }
 
-func (u *unindexer) do(ws, id string) {
+func (u *unindexer) do(p store.Pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := u.store.RemovePending(ctx, ws, id); err != nil {
-		u.log.Warn().Err(err).Str("encoding_id", id).Msg("pending index not updated; the deadline will")
+	if err := u.store.RemovePending(ctx, p); err != nil {
+		u.log.Warn().Err(err).Str("encoding_id", p.EncodingID).Msg("pending index not updated; the deadline will")
 	}
 }
 

@@ -64,7 +64,7 @@ func DefaultOptions() Options {
 	return Options{
 		Limits: encoding.Limits{SkewMargin: 30 * time.Second, EarlyTTL: 10 * time.Minute,
 			ConfirmTimeout: time.Minute, MaxAge: 15 * time.Minute},
-		OrderGrace: 5 * time.Second, EnrichTimeout: 2 * time.Second, MaxDeliver: 8, Concurrency: 8,
+		OrderGrace: 5 * time.Second, EnrichTimeout: 2 * time.Second, MaxDeliver: 8, Concurrency: 32,
 		HandleTimeout: 10 * time.Second, RetryDelay: time.Second, AckWait: 30 * time.Second,
 		API: DefaultAPIOptions(), Log: zerolog.Nop(),
 	}
