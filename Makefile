@@ -45,27 +45,32 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEventSubject$$' -fuzztime $(FUZZTIME) ./internal/streams
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./internal/encoding
 
-## run: the whole local stack (NATS with JetStream under ./.data, the receiver); Ctrl-C stops it
+## run: the whole local stack (NATS with JetStream under ./.data, receiver, Seam simulator, worker; two workspaces from .data/workspaces.json); Ctrl-C stops it
 run: build
 	./scripts/run.sh
 
-## send: POST a signed sample event to the local receiver (TYPE=acs_credential.issued, CRED= the credential id)
+# The local stack's workspaces (make run writes the file); WORKSPACE= picks one by id or
+# name for send/register (default: the file's first) and limits demo to it (default: all).
+WORKSPACES_FILE ?= .data/workspaces.json
+WORKSPACE ?=
+
+## send: POST a signed sample event to the local receiver (TYPE=acs_credential.issued, CRED= the credential id, WORKSPACE=)
 TYPE ?= acs_credential.issued
 CRED ?=
 send:
-	$(GO) run ./cmd/cardwire-dev send -type $(TYPE) -credential '$(CRED)'
+	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev send -type $(TYPE) -credential '$(CRED)' -workspace '$(WORKSPACE)'
 
-## register: register a pending encoding for CRED with the local worker
+## register: register a pending encoding for CRED with the local worker (WORKSPACE=)
 register:
-	$(GO) run ./cmd/cardwire-dev register -credential '$(CRED)'
+	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev register -credential '$(CRED)' -workspace '$(WORKSPACE)'
 
 ## tail: print what arrives in SEAM_EVENTS
 tail:
 	$(GO) run ./cmd/cardwire-dev tail
 
-## demo: with make run up, start a succeeding and a failing encoding and print their outcomes and latency
+## demo: with make run up, start a succeeding and a failing encoding in each workspace and print their outcomes and latency
 demo:
-	$(GO) run ./cmd/cardwire-dev demo
+	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev demo -workspace '$(WORKSPACE)'
 
 ## outcomes: print encoding outcomes from ENCODING_EVENTS
 outcomes:

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Starts the local stack: a NATS server with JetStream (from the
 # nats-server/v2 module, data under ./.data/nats), the webhook receiver, the
-# Seam simulator and the worker, with a development webhook secret. Ctrl-C
-# stops everything.
+# Seam simulator and the worker, serving two development workspaces (two
+# properties) from one WORKSPACES_FILE. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .data
 
-secret_file=.data/dev-webhook-secret
-[ -s "$secret_file" ] || bin/cardwire-dev secret > "$secret_file"
+# Written once, then kept: its secrets stay the same across runs.
+ws_file=.data/workspaces.json
+[ -s "$ws_file" ] || bin/cardwire-dev workspaces -o "$ws_file" -force
 
 pids=()
 stop() {
@@ -21,43 +22,47 @@ trap stop EXIT INT TERM
 bin/nats-server -js -sd .data/nats -a 127.0.0.1 -p "${NATS_PORT:-4222}" -n cardwire-dev &
 pids+=($!)
 
-# The receiver reads the dev secret from the file; a SEAM_WEBHOOK_SECRET in
-# the caller's environment would conflict with it.
-unset SEAM_WEBHOOK_SECRET
+# Every part reads the workspaces file: each workspace's webhook secret
+# (receiver, simulator), its Seam credentials (worker, simulator). The
+# single-workspace variables cannot be combined with it, so any in the
+# caller's environment are dropped.
+unset SEAM_WEBHOOK_SECRET SEAM_WEBHOOK_SECRET_FILE SEAM_API_KEY SEAM_API_KEY_FILE SEAM_WORKSPACE_ID \
+  SEAM_SIM_API_KEY WORKER_API_TOKEN WORKER_API_TOKEN_FILE
+export WORKSPACES_FILE="$ws_file"
 export NATS_URL="nats://127.0.0.1:${NATS_PORT:-4222}"
 export LOG_FORMAT="${LOG_FORMAT:-console}"
-SEAM_WEBHOOK_SECRET_FILE="$secret_file" bin/webhook-receiver &
+bin/webhook-receiver &
 pids+=($!)
 
-# The Seam simulator: Seam's API on :8090, webhooks signed with the dev
-# secret to the receiver.
-SEAM_WEBHOOK_SECRET_FILE="$secret_file" SEAM_SIM_ADDR=127.0.0.1:8090 SEAM_SIM_API_KEY=seam_test_dev \
-  SEAM_SIM_WEBHOOK_URL=http://127.0.0.1:8080/webhooks/seam bin/seam-sim &
+# The Seam simulator: Seam's API on :8090 for every workspace of the file,
+# each workspace's webhooks signed with its own secret, to the receiver.
+SEAM_SIM_ADDR=127.0.0.1:8090 SEAM_SIM_WEBHOOK_URL=http://127.0.0.1:8080/webhooks/seam bin/seam-sim &
 pids+=($!)
 
 # The worker waits for SEAM_EVENTS (the receiver creates it). Its API listens
-# on loopback only, so it needs no token here. A short first deadline keeps
-# the demo's failure quick.
-SEAM_WORKSPACE_ID=00000000-0000-4000-8000-000000000001 WORKER_API_ADDR=127.0.0.1:8081 \
-  SEAM_API_KEY=seam_test_dev SEAM_API_URL=http://127.0.0.1:8090 ENCODING_CONFIRM_TIMEOUT=10s \
+# on loopback only, so it needs no token here (the file has no api_tokens).
+# A short first deadline keeps the demo's failure quick.
+WORKER_API_ADDR=127.0.0.1:8081 SEAM_API_URL=http://127.0.0.1:8090 ENCODING_CONFIRM_TIMEOUT=10s \
   bin/worker &
 pids+=($!)
 
 cat <<MSG
 
   cardwire is starting.
-    development webhook secret: $(cat "$secret_file")   (in $secret_file)
-    webhook endpoint:           POST http://127.0.0.1:8080/webhooks/seam
-    worker API:                 http://127.0.0.1:8081/v1/encodings
-    Seam simulator:             http://127.0.0.1:8090 (API key seam_test_dev)
-    metrics / health:           http://127.0.0.1:9090 (receiver), :9091 (worker): /metrics /healthz /readyz
+    workspaces (WORKSPACES_FILE=$ws_file; their secrets are in it):
+$(bin/cardwire-dev workspaces -list | sed 's/^/      /')
+    webhook endpoint:  POST http://127.0.0.1:8080/webhooks/seam
+    worker API:        http://127.0.0.1:8081/v1/encodings
+    Seam simulator:    http://127.0.0.1:8090 (every workspace, with the credentials above)
+    metrics / health:  http://127.0.0.1:9090 (receiver), :9091 (worker): /metrics /healthz /readyz
 
   In another terminal:
-    make demo                  start a succeeding and a failing encoding, print outcomes and latency
+    make demo                  in each workspace, start a succeeding and a failing encoding; print outcomes and latency
     make tail                  watch events arrive in SEAM_EVENTS
     make outcomes              watch encoding outcomes on ENCODING_EVENTS
-    make register CRED=card-1  register a pending encoding for credential card-1
+    make register CRED=card-1  register a pending encoding for credential card-1 (in Hotel Aurora)
     make send CRED=card-1      send a signed acs_credential.issued for it: it settles
+                               (WORKSPACE='Hotel Borealis' on either picks the other property)
 
 MSG
 wait -n

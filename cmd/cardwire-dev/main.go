@@ -1,6 +1,6 @@
-// Command cardwire-dev is the local-stack helper: it makes a webhook secret,
-// sends correctly signed sample Seam events to a receiver, and prints what
-// arrives in SEAM_EVENTS. It is for development only; nothing in production
+// Command cardwire-dev is the local-stack helper: it makes a webhook secret
+// or a development WORKSPACES_FILE, sends correctly signed sample Seam
+// events to a receiver, and prints what arrives in SEAM_EVENTS. It is for development only; nothing in production
 // runs it.
 package main
 
@@ -27,11 +27,15 @@ func main() {
 const usage = `usage: cardwire-dev <command> [flags] | -version
 
 commands:
-  secret   print a new random whsec_ webhook secret
-  send     sign a sample Seam event with the svix library and POST it to the receiver
-  register register a pending encoding with the local worker's API
-  demo     start a succeeding and a failing encoding through the worker and the Seam simulator
-  tail     print every message that arrives in SEAM_EVENTS (or -stream ENCODING_EVENTS)
+  secret      print a new random whsec_ webhook secret
+  workspaces  write a development WORKSPACES_FILE with two properties (-o FILE), or list one (-list)
+  send        sign a sample Seam event with the svix library and POST it to the receiver
+  register    register a pending encoding with the local worker's API
+  demo        start a succeeding and a failing encoding (in each workspace) through the worker and the Seam simulator
+  tail        print every message that arrives in SEAM_EVENTS (or -stream ENCODING_EVENTS)
+
+With WORKSPACES_FILE set, send, register and demo take the workspace from it:
+-workspace names one by id or name (send signs with its secret).
 
 Run "cardwire-dev <command> -h" for a command's flags.`
 
@@ -42,6 +46,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	switch args[0] {
 	case "secret":
 		return secretCmd(stdout)
+	case "workspaces":
+		return workspacesCmd(args[1:], getenv, stdout)
 	case "send":
 		return sendCmd(ctx, args[1:], getenv, stdout)
 	case "demo":

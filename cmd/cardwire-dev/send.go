@@ -3,9 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,14 +15,16 @@ import (
 
 	"github.com/google/uuid"
 	svix "github.com/svix/svix-webhooks/go"
+
+	"github.com/cardwire/cardwire/internal/workspaces"
 )
 
 func secretCmd(stdout io.Writer) error {
-	key := make([]byte, 24)
-	if _, err := rand.Read(key); err != nil {
+	secret, err := newWebhookSecret()
+	if err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(stdout, "whsec_"+base64.StdEncoding.EncodeToString(key))
+	_, err = fmt.Fprintln(stdout, secret)
 	return err
 }
 
@@ -31,9 +32,9 @@ func sendCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	url := fs.String("url", "http://127.0.0.1:8080/webhooks/seam", "receiver webhook URL")
-	secretFile := fs.String("secret-file", ".data/dev-webhook-secret", "file holding the whsec_ secret (SEAM_WEBHOOK_SECRET wins when set)")
+	secretFile := fs.String("secret-file", ".data/dev-webhook-secret", "without WORKSPACES_FILE: file holding the whsec_ secret (SEAM_WEBHOOK_SECRET wins when set)")
 	eventType := fs.String("type", "acs_credential.issued", "Seam event type of the sample event")
-	workspace := fs.String("workspace", "00000000-0000-4000-8000-000000000001", "workspace_id of the sample event")
+	workspace := fs.String("workspace", "", "workspace of the sample event; with WORKSPACES_FILE an id or name from the file (default: its first), signed with that workspace's secret; else a workspace_id (default "+defaultWorkspaceID+")")
 	credential := fs.String("credential", "", "acs_credential_id (or access_method_id for access_method.* events); random when empty")
 	bodyFile := fs.String("body", "", "send this file's bytes as the body instead of a generated event")
 	webhookID := fs.String("id", "", "svix-id; random when empty (repeat one to see a duplicate)")
@@ -41,13 +42,9 @@ func sendCmd(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 
-	secret := strings.TrimSpace(strings.Split(getenv("SEAM_WEBHOOK_SECRET"), ",")[0])
-	if secret == "" {
-		b, err := os.ReadFile(*secretFile)
-		if err != nil {
-			return fmt.Errorf("no secret: set SEAM_WEBHOOK_SECRET or run make run first (it writes %s): %w", *secretFile, err)
-		}
-		secret = strings.TrimSpace(strings.Split(string(b), "\n")[0])
+	ws, secret, err := sendSecret(getenv, *secretFile, *workspace)
+	if err != nil {
+		return err
 	}
 	wh, err := svix.NewWebhook(secret)
 	if err != nil {
@@ -59,7 +56,7 @@ func sendCmd(ctx context.Context, args []string, getenv func(string) string, std
 		if body, err = os.ReadFile(*bodyFile); err != nil {
 			return err
 		}
-	} else if body, err = sampleEvent(*eventType, *workspace, *credential); err != nil {
+	} else if body, err = sampleEvent(*eventType, ws.ID, *credential); err != nil {
 		return err
 	}
 	id := *webhookID
@@ -90,6 +87,35 @@ func sendCmd(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("receiver answered %s", resp.Status)
 	}
 	return nil
+}
+
+// sendSecret returns the workspace of the event and the secret to sign it
+// with: the workspace's current secret from WORKSPACES_FILE, else
+// SEAM_WEBHOOK_SECRET or the first line of secretFile, as the receiver
+// would be configured.
+func sendSecret(getenv func(string) string, secretFile, sel string) (*workspaces.Workspace, string, error) {
+	c, err := loadWorkspaces(getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	ws, err := workspaceFor(c, sel)
+	if err != nil {
+		return nil, "", err
+	}
+	env := strings.TrimSpace(strings.Split(getenv("SEAM_WEBHOOK_SECRET"), ",")[0])
+	switch {
+	case c != nil && env != "":
+		return nil, "", errors.New("set one of WORKSPACES_FILE and SEAM_WEBHOOK_SECRET, as for the receiver")
+	case c != nil:
+		return ws, ws.WebhookSecrets[0].Reveal(), nil // the current one; Parse ensures there is one
+	case env != "":
+		return ws, env, nil
+	}
+	b, err := os.ReadFile(secretFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("no secret: set WORKSPACES_FILE or SEAM_WEBHOOK_SECRET, or run make run first (it writes .data/workspaces.json): %w", err)
+	}
+	return ws, strings.TrimSpace(strings.Split(string(b), "\n")[0]), nil
 }
 
 // sampleEvent builds a Seam event body with the fields its type requires.

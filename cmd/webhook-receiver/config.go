@@ -19,6 +19,8 @@ type cfg struct {
 	ReceiverAddr    string
 	Secrets         []config.Secret
 	SecretsFrom     string
+	WorkspacesFile  string
+	WorkspacesEvery time.Duration
 	Tolerance       time.Duration
 	Receiver        events.Options
 	Server          lifecycle.ServerOptions
@@ -44,6 +46,8 @@ func loadConfig(env *config.Env) cfg {
 	if env.String("SEAM_WEBHOOK_SECRET_FILE", "") != "" {
 		c.SecretsFrom = "SEAM_WEBHOOK_SECRET_FILE"
 	}
+	c.WorkspacesFile = env.String("WORKSPACES_FILE", "")
+	c.WorkspacesEvery = env.Duration("WORKSPACES_RELOAD_INTERVAL", 10*time.Second)
 	c.Tolerance = env.Duration("SEAM_WEBHOOK_TOLERANCE", 5*time.Minute)
 	c.Receiver.MaxBodyBytes = int64(env.Int("RECEIVER_MAX_BODY_BYTES", int(c.Receiver.MaxBodyBytes)))
 	c.Receiver.PublishTimeout = env.Duration("RECEIVER_PUBLISH_TIMEOUT", c.Receiver.PublishTimeout)
@@ -59,10 +63,13 @@ func loadConfig(env *config.Env) cfg {
 
 // validate checks what the packages cannot: errors name the variable.
 func (c cfg) validate() error {
-	if len(c.Secrets) == 0 {
+	if c.WorkspacesFile != "" && len(c.Secrets) > 0 {
+		return fmt.Errorf("at most one of WORKSPACES_FILE and %s may be set: with WORKSPACES_FILE each workspace's webhook_secrets are in the file", c.SecretsFrom)
+	}
+	if c.WorkspacesFile == "" && len(c.Secrets) == 0 {
 		// Fail closed: without a secret every request would be rejected, or
 		// worse, accepted.
-		return fmt.Errorf("SEAM_WEBHOOK_SECRET or SEAM_WEBHOOK_SECRET_FILE must be set to the endpoint's whsec_… secret (comma-separated for rotation)")
+		return fmt.Errorf("SEAM_WEBHOOK_SECRET or SEAM_WEBHOOK_SECRET_FILE must be set to the endpoint's whsec_… secret (comma-separated for rotation), or WORKSPACES_FILE for several workspaces")
 	}
 	if c.Receiver.PublishTimeout >= 15*time.Second {
 		return fmt.Errorf("RECEIVER_PUBLISH_TIMEOUT must be below Svix's 15s answer window, got %s", c.Receiver.PublishTimeout)

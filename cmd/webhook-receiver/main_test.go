@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	svix "github.com/svix/svix-webhooks/go"
@@ -291,4 +293,256 @@ func TestRunWithStreamManagedElsewhere(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+}
+
+// writeWorkspaces replaces the WORKSPACES_FILE at path in one rename, as
+// a Kubernetes Secret volume does, so that a reload never reads half a
+// file.
+func writeWorkspaces(t testing.TB, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+// eventOf is an acs_credential.issued event of workspace ws.
+func eventOf(ws string) []byte {
+	return []byte(fmt.Sprintf(`{"event_id":%q,"event_type":"acs_credential.issued","workspace_id":%q,"created_at":"2026-11-24T10:15:02.113Z","occurred_at":"2026-11-24T10:15:01.870Z","acs_credential_id":"2f7b9c41-5d7e-4f0e-8a3b-91c2d4e5f601"}`,
+		uuid.NewString(), ws))
+}
+
+// deliver posts an event of workspace ws signed with secret, and returns
+// the status and, for an error, the error's type and message.
+func deliver(t testing.TB, in *instance, secret, id, ws string) (int, string, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(signedRequest(t, "http://"+in.public+"/webhooks/seam", secret, id, eventOf(ws)))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var body struct {
+		Error struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if resp.StatusCode != http.StatusNoContent {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	}
+	return resp.StatusCode, body.Error.Type, body.Error.Message
+}
+
+func TestRunWithWorkspacesFileVerifiesPerWorkspaceAndReloads(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	secretA, secretB, secretC, rotatedA := newSecret(t), newSecret(t), newSecret(t), newSecret(t)
+	path := filepath.Join(t.TempDir(), "workspaces.yaml")
+	writeWorkspaces(t, path, fmt.Sprintf(`workspaces:
+  - workspace_id: ws-a
+    name: Hotel A
+    webhook_secrets: [%q]
+  - workspace_id: ws-b
+    webhook_secrets: [%q]
+`, secretA, secretB))
+	in := start(t, map[string]string{"NATS_URL": srv.ClientURL(), "WORKSPACES_FILE": path, "WORKSPACES_RELOAD_INTERVAL": "100ms"})
+	started := in.logs.Wait(t, "receiver started", "")
+	require.EqualValues(t, 2, started["workspaces"])
+
+	type delivery struct {
+		Name       string
+		Secret     string
+		Workspace  string
+		WantStatus int
+		WantReason string // the end of the 401's message
+	}
+	check := func(t *testing.T, step string, cases []delivery) {
+		t.Helper()
+		for i, c := range cases {
+			t.Run(step+"/"+c.Name, func(t *testing.T) {
+				status, typ, msg := deliver(t, in, c.Secret, fmt.Sprintf("msg_%s_%d", step, i), c.Workspace)
+				require.Equal(t, c.WantStatus, status)
+				if c.WantStatus == http.StatusUnauthorized {
+					require.Equal(t, "invalid_signature", typ)
+					require.True(t, strings.HasSuffix(msg, ": "+c.WantReason), "message %q, want reason %s", msg, c.WantReason)
+				}
+			})
+		}
+	}
+
+	check(t, "initial", []delivery{
+		{"A with A's secret", secretA, "ws-a", http.StatusNoContent, ""},
+		{"B with A's secret", secretA, "ws-b", http.StatusUnauthorized, "bad_signature"},
+		{"B with B's secret", secretB, "ws-b", http.StatusNoContent, ""},
+		{"C not configured", secretC, "ws-c", http.StatusUnauthorized, "unknown_workspace"},
+	})
+
+	// C added, A's secret rotated (the new one only).
+	writeWorkspaces(t, path, fmt.Sprintf(`workspaces:
+  - workspace_id: ws-a
+    name: Hotel A
+    webhook_secrets: [%q]
+  - workspace_id: ws-b
+    webhook_secrets: [%q]
+  - workspace_id: ws-c
+    name: Hotel C
+    webhook_secrets: [%q]
+`, rotatedA, secretB, secretC))
+	line := in.logs.Wait(t, "WORKSPACES_FILE reloaded", "workspaces")
+	require.ElementsMatch(t, []any{"webhook secrets changed: Hotel A (ws-a)", "workspace added: Hotel C (ws-c)"}, line["changes"])
+	require.EqualValues(t, 3, line["workspaces"])
+
+	check(t, "reloaded", []delivery{
+		{"C with C's secret", secretC, "ws-c", http.StatusNoContent, ""},
+		{"A with the old secret", secretA, "ws-a", http.StatusUnauthorized, "bad_signature"},
+		{"A with the new secret", rotatedA, "ws-a", http.StatusNoContent, ""},
+		{"B unchanged", secretB, "ws-b", http.StatusNoContent, ""},
+	})
+
+	// A workspace whose events could not be verified: refused, and the
+	// last good configuration stays in force.
+	writeWorkspaces(t, path, fmt.Sprintf(`workspaces:
+  - workspace_id: ws-a
+    webhook_secrets: []
+  - workspace_id: ws-c
+    webhook_secrets: [%q]
+`, secretC))
+	bad := in.logs.Wait(t, "WORKSPACES_FILE not reloaded; the last good configuration stays in force", "workspaces")
+	require.Contains(t, bad["error"], "workspaces[0] (ws-a): webhook_secrets is empty")
+
+	check(t, "refused", []delivery{
+		{"C still accepted", secretC, "ws-c", http.StatusNoContent, ""},
+		{"A with the new secret", rotatedA, "ws-a", http.StatusNoContent, ""},
+		{"B still configured", secretB, "ws-b", http.StatusNoContent, ""},
+	})
+
+	resp, err := http.Get("http://" + in.admin + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a refused reload does not make the receiver unready")
+
+	// The refused content is polled every 100ms but counted (and logged)
+	// once: nothing to wait for, so a few intervals pass without a change.
+	require.Never(t, func() bool {
+		return scrapeValue(t, in, "cardwire_config_reload_errors_total") != 1
+	}, 400*time.Millisecond, 50*time.Millisecond)
+	mfs, err := promtest.Scrape("http://" + in.admin + "/metrics")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, mfs.Value("cardwire_config_reload_errors_total"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_config_reloads_total"))
+	require.EqualValues(t, 0, mfs.Value("cardwire_config_last_reload_successful"))
+	require.EqualValues(t, 1, mfs.Value("cardwire_receiver_requests_total", "outcome", "invalid_signature", "reason", "unknown_workspace"))
+	require.EqualValues(t, 2, mfs.Value("cardwire_receiver_requests_total", "outcome", "invalid_signature", "reason", "bad_signature"))
+
+	logs := in.logs.String()
+	require.Equal(t, 1, strings.Count(logs, "WORKSPACES_FILE not reloaded"))
+	for _, s := range []string{secretA, secretB, secretC, rotatedA} {
+		require.NotContains(t, logs, strings.TrimPrefix(s, "whsec_"), "no secret is logged")
+	}
+	require.NoError(t, in.stop(t))
+}
+
+func scrapeValue(t testing.TB, in *instance, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := promtest.Scrape("http://" + in.admin + "/metrics")
+	if err != nil {
+		return -1
+	}
+	return mfs.Value(name, labels...)
+}
+
+func TestRunRefusesBadWorkspacesFile(t *testing.T) {
+	secret := newSecret(t)
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+		return path
+	}
+	good := file("good.yaml", fmt.Sprintf("workspaces:\n  - workspace_id: a\n    webhook_secrets: [%q]\n", secret))
+	secretFile := file("secret", secret+"\n")
+	testCases := []struct {
+		Name string
+		Env  map[string]string
+		Want []string
+	}{
+		{"with SEAM_WEBHOOK_SECRET", map[string]string{"WORKSPACES_FILE": good, "SEAM_WEBHOOK_SECRET": secret},
+			[]string{"WORKSPACES_FILE", "SEAM_WEBHOOK_SECRET"}},
+		{"with SEAM_WEBHOOK_SECRET_FILE", map[string]string{"WORKSPACES_FILE": good, "SEAM_WEBHOOK_SECRET_FILE": secretFile},
+			[]string{"WORKSPACES_FILE", "SEAM_WEBHOOK_SECRET_FILE"}},
+		{"duplicate workspace_id", map[string]string{"WORKSPACES_FILE": file("dup.yaml", fmt.Sprintf(
+			"workspaces:\n  - workspace_id: a\n    webhook_secrets: [%q]\n  - workspace_id: a\n    webhook_secrets: [%q]\n", secret, secret))},
+			[]string{"WORKSPACES_FILE", "workspaces[1] (a)", "configured twice"}},
+		{"unknown field", map[string]string{"WORKSPACES_FILE": file("unknown.yaml", fmt.Sprintf(
+			"workspaces:\n  - workspace_id: a\n    webhook_secret: [%q]\n", secret))},
+			[]string{"WORKSPACES_FILE", `unknown field "webhook_secret"`}},
+		{"secret not whsec", map[string]string{"WORKSPACES_FILE": file("notwhsec.yaml",
+			"workspaces:\n  - workspace_id: a\n    name: Hotel A\n    webhook_secrets: [seam_test_aurora_key]\n")},
+			[]string{"WORKSPACES_FILE", "Hotel A", "webhook secret #1 is not a valid whsec_ base64 secret"}},
+		{"empty whsec", map[string]string{"WORKSPACES_FILE": file("emptywhsec.yaml",
+			"workspaces:\n  - workspace_id: a\n    webhook_secrets: [whsec_]\n")},
+			[]string{"WORKSPACES_FILE", "webhook secret #1 is not a valid"}},
+		{"no workspaces", map[string]string{"WORKSPACES_FILE": file("empty.yaml", "workspaces: []\n")},
+			[]string{"WORKSPACES_FILE", "at least one workspace is required"}},
+		{"missing file", map[string]string{"WORKSPACES_FILE": filepath.Join(dir, "nope.yaml")},
+			[]string{"WORKSPACES_FILE", "nope.yaml"}},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			err := run(t.Context(), nil, func(k string) string { return c.Env[k] }, &bytes.Buffer{})
+			require.Error(t, err)
+			for _, want := range c.Want {
+				require.ErrorContains(t, err, want)
+			}
+			require.NotContains(t, err.Error(), strings.TrimPrefix(secret, "whsec_"), "errors never carry a secret")
+			require.NotContains(t, err.Error(), "seam_test_aurora_key", "errors never carry a secret")
+		})
+	}
+}
+
+func TestRunReloadsWebhookSecretsFile(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	dir := t.TempDir()
+	oldSecret, rotated := newSecret(t), newSecret(t)
+	// The Kubernetes layout: the secrets in their own key, named by the
+	// file. Only the secrets file changes.
+	secrets := filepath.Join(dir, "a-secrets")
+	writeWorkspaces(t, secrets, oldSecret+"\n")
+	path := filepath.Join(dir, "workspaces.yaml")
+	writeWorkspaces(t, path, "workspaces:\n  - workspace_id: ws-a\n    webhook_secrets_file: a-secrets\n")
+	in := start(t, map[string]string{"NATS_URL": srv.ClientURL(), "WORKSPACES_FILE": path, "WORKSPACES_RELOAD_INTERVAL": "100ms"})
+	status, _, _ := deliver(t, in, oldSecret, "msg_file_0", "ws-a")
+	require.Equal(t, http.StatusNoContent, status)
+
+	writeWorkspaces(t, secrets, rotated+"\n")
+	line := in.logs.Wait(t, "WORKSPACES_FILE reloaded", "workspaces")
+	require.Equal(t, []any{"webhook secrets changed: ws-a (ws-a)"}, line["changes"])
+	status, _, msg := deliver(t, in, oldSecret, "msg_file_1", "ws-a")
+	require.Equal(t, http.StatusUnauthorized, status, msg)
+	status, _, _ = deliver(t, in, rotated, "msg_file_2", "ws-a")
+	require.Equal(t, http.StatusNoContent, status)
+	require.NotContains(t, in.logs.String(), strings.TrimPrefix(rotated, "whsec_"))
+}
+
+// A refusal is logged and counted once per broken content, not on every
+// poll; but the same broken content applied again after the good file was
+// restored is a new refusal, which the operator who applied it must see.
+func TestRunCountsEachRefusalOfWorkspacesFile(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	path := filepath.Join(t.TempDir(), "workspaces.yaml")
+	good := fmt.Sprintf("workspaces:\n  - workspace_id: ws-a\n    webhook_secrets: [%q]\n", newSecret(t))
+	broken := "workspaces:\n  - workspace_id: ws-a\n    webhook_secrets: []\n"
+	writeWorkspaces(t, path, good)
+	in := start(t, map[string]string{"NATS_URL": srv.ClientURL(), "WORKSPACES_FILE": path, "WORKSPACES_RELOAD_INTERVAL": "100ms"})
+	lastReload := func(want float64) func() bool {
+		return func() bool { return scrapeValue(t, in, "cardwire_config_last_reload_successful") == want }
+	}
+
+	writeWorkspaces(t, path, broken)
+	in.logs.Wait(t, "WORKSPACES_FILE not reloaded; the last good configuration stays in force", "workspaces")
+	// The good file again: the configuration in force, so no reload line;
+	// the gauge says it was read.
+	writeWorkspaces(t, path, good)
+	require.Eventually(t, lastReload(1), 10*time.Second, 20*time.Millisecond)
+	writeWorkspaces(t, path, broken)
+	require.Eventually(t, lastReload(0), 10*time.Second, 20*time.Millisecond)
+
+	require.EqualValues(t, 2, scrapeValue(t, in, "cardwire_config_reload_errors_total"), "the second refusal is counted")
+	require.Equal(t, 2, strings.Count(in.logs.String(), "WORKSPACES_FILE not reloaded"), "the second refusal is logged")
 }

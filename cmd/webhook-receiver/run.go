@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/admin"
@@ -17,6 +18,7 @@ import (
 	"github.com/cardwire/cardwire/internal/events"
 	"github.com/cardwire/cardwire/internal/lifecycle"
 	"github.com/cardwire/cardwire/internal/streams"
+	"github.com/cardwire/cardwire/internal/workspaces"
 )
 
 // headerRoom is what the NATS message headers may take on top of the body.
@@ -36,16 +38,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := errors.Join(env.Err(), c.validate()); err != nil {
 		return err
 	}
-	secrets := make([]string, len(c.Secrets))
-	for i, s := range c.Secrets {
-		secrets[i] = s.Reveal()
-	}
-	verifier, err := events.NewVerifier(secrets, c.Tolerance)
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.SecretsFrom, err)
-	}
-
 	reg := admin.NewRegistry()
+	verifier, tenancy, err := newVerifier(c, reg, log)
+	if err != nil {
+		return err
+	}
 
 	stopper := lifecycle.NewStopper(log.With().Str("component", "lifecycle").Logger())
 	nc, err := broker.Connect(c.NATS, log, reg)
@@ -108,7 +105,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.Join(fmt.Errorf("RECEIVER_ADDR: %w", err), stopper.Stop(c.ShutdownTimeout))
 	}
 	stopper.OnStop("public http", publicSrv.Shutdown)
-	log.Info().Int("secrets", len(secrets)).Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
+	reloads, stopReloads := context.WithCancel(context.Background())
+	defer stopReloads()
+	go tenancy.Run(reloads)
+	ev := log.Info()
+	if c.WorkspacesFile != "" {
+		ev = ev.Str("workspaces_file", c.WorkspacesFile).Int("workspaces", len(tenancy.Current().IDs()))
+	} else {
+		ev = ev.Int("secrets", len(c.Secrets))
+	}
+	ev.Dur("tolerance", c.Tolerance).Int64("max_body_bytes", c.Receiver.MaxBodyBytes).Msg("receiver started")
 
 	var runErr error
 	select {
@@ -120,6 +126,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Error().Err(runErr).Msg("admin listener failed; shutting down")
 	}
 	return errors.Join(runErr, stopper.Stop(c.ShutdownTimeout))
+}
+
+// newVerifier builds the verifier from the single-workspace secrets, or
+// from WORKSPACES_FILE, whose reloads then replace its secrets.
+func newVerifier(c cfg, reg prometheus.Registerer, log zerolog.Logger) (*events.Verifier, *workspaces.Source, error) {
+	if c.WorkspacesFile == "" {
+		secrets := make([]string, len(c.Secrets))
+		for i, s := range c.Secrets {
+			secrets[i] = s.Reveal()
+		}
+		v, err := events.NewVerifier(secrets, c.Tolerance)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", c.SecretsFrom, err)
+		}
+		return v, workspaces.Static(workspaces.Single(workspaces.SingleOptions{WebhookSecrets: secrets})), nil
+	}
+	var v *events.Verifier
+	src, err := workspaces.Open(workspaces.SourceOptions{
+		Path: c.WorkspacesFile, Interval: c.WorkspacesEvery, Registerer: reg,
+		Log: log.With().Str("component", "workspaces").Logger(),
+		Apply: func(cfg *workspaces.Config) error {
+			keys := webhookKeys(cfg)
+			if v == nil {
+				var err error
+				v, err = events.NewWorkspaceVerifier(keys, c.Tolerance)
+				return err
+			}
+			return v.SetWorkspaces(keys)
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("WORKSPACES_FILE: %w", err)
+	}
+	return v, src, nil
+}
+
+// webhookKeys are the webhook secrets of every configured workspace.
+func webhookKeys(cfg *workspaces.Config) map[string]events.WorkspaceSecrets {
+	keys := make(map[string]events.WorkspaceSecrets, len(cfg.IDs()))
+	for _, id := range cfg.IDs() {
+		w, _ := cfg.Workspace(id)
+		secrets := make([]string, len(w.WebhookSecrets))
+		for i, s := range w.WebhookSecrets {
+			secrets[i] = s.Reveal()
+		}
+		keys[id] = events.WorkspaceSecrets{Label: w.Label(), Secrets: secrets}
+	}
+	return keys
 }
 
 // prepareNATS waits for the first connection, checks that a maximal webhook

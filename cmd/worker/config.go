@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/cardwire/cardwire/internal/broker"
@@ -22,6 +21,8 @@ type cfg struct {
 	APIToken        config.Secret
 	APIInsecure     bool
 	WorkspaceID     string
+	WorkspacesFile  string
+	WorkspacesEvery time.Duration
 	SkewMargin      time.Duration
 	EarlyTTL        time.Duration
 	OrderGrace      time.Duration
@@ -49,6 +50,8 @@ func loadConfig(env *config.Env) cfg {
 	c.APIToken = env.Secret("WORKER_API_TOKEN")
 	c.APIInsecure = env.Bool("WORKER_API_INSECURE", false)
 	c.WorkspaceID = env.String("SEAM_WORKSPACE_ID", "")
+	c.WorkspacesFile = env.String("WORKSPACES_FILE", "")
+	c.WorkspacesEvery = env.Duration("WORKSPACES_RELOAD_INTERVAL", 10*time.Second)
 	c.SkewMargin = env.Duration("ENCODING_SKEW_MARGIN", 30*time.Second)
 	c.EarlyTTL = env.Duration("ENCODING_EARLY_TTL", 10*time.Minute)
 	c.OrderGrace = env.Duration("ENCODING_ORDER_GRACE", 5*time.Second)
@@ -61,9 +64,8 @@ func loadConfig(env *config.Env) cfg {
 	c.Seam.Timeout = env.Duration("SEAM_API_TIMEOUT", c.Seam.Timeout)
 	c.Seam.MaxRPS = float64(env.Int("SEAM_MAX_RPS", int(c.Seam.MaxRPS)))
 	c.Seam.Burst = max(int(c.Seam.MaxRPS), 1)
-	// A personal access token (anything but a seam_… API key) names its
-	// workspace in a header.
-	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") {
+	// A personal access token names its workspace in a header.
+	if c.Seam.APIKey != "" && seam.IsPersonalAccessToken(c.Seam.APIKey) {
 		c.Seam.WorkspaceID = env.String("SEAM_WORKSPACE_ID", "")
 	}
 	c.MaxWait = env.Duration("WORKER_API_MAX_WAIT", time.Minute)
@@ -84,7 +86,21 @@ func loadConfig(env *config.Env) cfg {
 
 // validate checks what the packages cannot: errors name the variable.
 func (c cfg) validate() error {
-	if c.APIToken.Reveal() == "" && !c.APIInsecure && !loopback(c.APIAddr) {
+	if c.WorkspacesFile != "" {
+		for _, v := range []struct {
+			name string
+			set  bool
+		}{
+			{"SEAM_API_KEY (or SEAM_API_KEY_FILE)", c.Seam.APIKey != ""},
+			{"SEAM_WORKSPACE_ID", c.WorkspaceID != ""},
+			{"WORKER_API_TOKEN (or WORKER_API_TOKEN_FILE)", c.APIToken.Reveal() != ""},
+		} {
+			if v.set {
+				return fmt.Errorf("at most one of WORKSPACES_FILE and %s may be set: with WORKSPACES_FILE each workspace's Seam credentials and the API tokens are in the file", v.name)
+			}
+		}
+	}
+	if c.WorkspacesFile == "" && c.APIToken.Reveal() == "" && !c.APIOpenOK() {
 		return fmt.Errorf("WORKER_API_TOKEN (or WORKER_API_TOKEN_FILE) must be set when WORKER_API_ADDR (%s) is not a loopback address; set WORKER_API_INSECURE=true to serve the API without authentication", c.APIAddr)
 	}
 	if err := c.Owned.Validate(); err != nil {
@@ -96,10 +112,10 @@ func (c cfg) validate() error {
 	if c.MaxAge < c.ConfirmTimeout {
 		return errors.New("ENCODING_MAX_AGE must not be shorter than ENCODING_CONFIRM_TIMEOUT")
 	}
-	if c.Seam.APIKey != "" && !strings.HasPrefix(c.Seam.APIKey, "seam_") && c.Seam.WorkspaceID == "" {
+	if c.Seam.APIKey != "" && seam.IsPersonalAccessToken(c.Seam.APIKey) && c.Seam.WorkspaceID == "" {
 		return errors.New("SEAM_WORKSPACE_ID must be set with a personal access token in SEAM_API_KEY (it is sent as the seam-workspace header)")
 	}
-	if c.Seam.APIKey != "" {
+	if c.Seam.APIKey != "" || c.WorkspacesFile != "" {
 		if err := seam.CheckBaseURL(c.Seam.BaseURL); err != nil {
 			return fmt.Errorf("SEAM_API_URL: %w", err)
 		}
@@ -112,6 +128,10 @@ func (c cfg) validate() error {
 	}
 	return nil
 }
+
+// APIOpenOK reports whether the API may serve without a token: on a
+// loopback address, or when WORKER_API_INSECURE says so.
+func (c cfg) APIOpenOK() bool { return c.APIInsecure || loopback(c.APIAddr) }
 
 // loopback reports whether addr only listens on a loopback interface.
 func loopback(addr string) bool {

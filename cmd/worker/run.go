@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/admin"
@@ -18,6 +19,7 @@ import (
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
 	"github.com/cardwire/cardwire/internal/worker"
+	"github.com/cardwire/cardwire/internal/workspaces"
 )
 
 // run starts the worker and blocks until ctx is cancelled or a listener
@@ -37,6 +39,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	reg := admin.NewRegistry()
+	dir, err := openWorkspaces(c, reg, log)
+	if err != nil {
+		return err
+	}
 	stopper := lifecycle.NewStopper(log.With().Str("component", "lifecycle").Logger())
 	fail := func(err error) error { return errors.Join(err, stopper.Stop(c.ShutdownTimeout)) }
 
@@ -96,7 +102,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	wo.MaxDeliver, wo.Concurrency, wo.HandleTimeout, wo.AckWait = c.Owned.MaxDeliver, c.Concurrency, c.HandleTimeout, c.Owned.AckWait
 	wo.API.Token, wo.API.MaxWait, wo.API.MaxStream, wo.API.MaxWaiters = c.APIToken.Reveal(), c.MaxWait, c.MaxStream, c.MaxWaiters
 	wo.API.MaxInFlight = c.MaxInFlight
-	if c.Seam.APIKey != "" {
+	if c.Seam.APIKey != "" || dir != nil {
+		// With WORKSPACES_FILE this client has no credentials of its own:
+		// each workspace's go through a client With them, sharing its
+		// rate limit.
 		c.Seam.Registerer = reg
 		client, err := seam.New(c.Seam)
 		if err != nil {
@@ -105,6 +114,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		wo.Seam = client
 	} else {
 		log.Warn().Msg("no SEAM_API_KEY: track-only mode (register encodings with their action_attempt_id; a webhook settles them, deadlines extend them until ENCODING_MAX_AGE)")
+	}
+	if dir != nil {
+		wo.Workspaces = dir
+		reloads, stopReloads := context.WithCancel(context.Background())
+		defer stopReloads()
+		go dir.Run(reloads)
 	}
 	w, err := worker.New(ctx, wo)
 	if err != nil {
@@ -131,7 +146,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		w.EndWaits()
 		return apiSrv.Shutdown(ctx)
 	})
-	log.Info().Bool("api_auth", c.APIToken.Reveal() != "").Int("concurrency", c.Concurrency).Msg("worker started")
+	ev := log.Info().Bool("api_auth", c.APIToken.Reveal() != "" || dir != nil && !dir.Current().Open())
+	if dir != nil {
+		ev = ev.Str("workspaces_file", c.WorkspacesFile).Int("workspaces", len(dir.Current().IDs()))
+	}
+	ev.Int("concurrency", c.Concurrency).Msg("worker started")
 
 	var runErr error
 	select {
@@ -143,6 +162,40 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Error().Err(runErr).Msg("admin listener failed; shutting down")
 	}
 	return errors.Join(runErr, stopper.Stop(c.ShutdownTimeout))
+}
+
+// openWorkspaces reads WORKSPACES_FILE, if set: a file that does not
+// validate stops the start; on a reload it is refused and the last good
+// one stays. A file whose api_tokens are empty (or emptied by a reload)
+// is refused unless the API may serve without a token.
+func openWorkspaces(c cfg, reg prometheus.Registerer, log zerolog.Logger) (*workspaces.Source, error) {
+	if c.WorkspacesFile == "" {
+		return nil, nil
+	}
+	wlog := log.With().Str("component", "workspaces").Logger()
+	src, err := workspaces.Open(workspaces.SourceOptions{
+		Path: c.WorkspacesFile, Interval: c.WorkspacesEvery, Registerer: reg, Log: wlog,
+		Apply: func(cfg *workspaces.Config) error {
+			if cfg.Open() && !c.APIOpenOK() {
+				return fmt.Errorf("api_tokens is empty and WORKER_API_ADDR (%s) is not a loopback address: the API would serve without authentication (WORKER_API_INSECURE=true allows it)", c.APIAddr)
+			}
+			var trackOnly []string
+			for _, id := range cfg.IDs() {
+				if _, ok := cfg.Seam(id); !ok {
+					w, _ := cfg.Workspace(id)
+					trackOnly = append(trackOnly, w.Label())
+				}
+			}
+			if len(trackOnly) > 0 {
+				wlog.Warn().Strs("workspaces", trackOnly).Msg("workspaces without seam_api_key or seam_personal_access_token are track-only (their starts answer 501)")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("WORKSPACES_FILE: %w", err)
+	}
+	return src, nil
 }
 
 // prepareNATS creates or updates what

@@ -3,6 +3,8 @@ package k8s_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
 	"github.com/cardwire/cardwire/internal/worker"
+	"github.com/cardwire/cardwire/internal/workspaces"
 )
 
 // TestAlertsCoverWhatOperatorsNeed: each concern the README promises an
@@ -35,6 +38,7 @@ func TestAlertsCoverWhatOperatorsNeed(t *testing.T) {
 		{"encodings expiring", []string{"cardwire_worker_deadlines_total", `result="expired"`}},
 		{"dead-lettered events", []string{"cardwire_worker_events_total", `result="dead_lettered"`}},
 		{"no webhooks while encodings pending", []string{"cardwire_receiver_events_total", "cardwire_worker_encodings_pending"}},
+		{"WORKSPACES_FILE reload refused", []string{"cardwire_config_last_reload_successful", "== 0"}},
 	}
 	alerts := ruleAlerts(t, r)
 	for _, c := range concerns {
@@ -133,7 +137,7 @@ func registered(reg *prometheus.Registry, name string) bool {
 
 // binariesRegistry registers every metric of the receiver and the worker on
 // one registry, through the same constructors their run() uses, against an
-// embedded JetStream server.
+// embedded JetStream server, with a WORKSPACES_FILE.
 func binariesRegistry(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
@@ -169,6 +173,20 @@ func binariesRegistry(t *testing.T) *prometheus.Registry {
 	must(t, "worker", err)
 	must(t, "worker start", w.Start(ctx))
 	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+
+	// Both binaries open WORKSPACES_FILE the same way; its reload metrics
+	// exist only when the file is set.
+	file := filepath.Join(t.TempDir(), "workspaces.yaml")
+	must(t, "workspaces file", os.WriteFile(file, []byte(`workspaces:
+  - workspace_id: ws_metrics
+    name: Metrics check
+    webhook_secrets: ["whsec_`+strings.Repeat("QUJD", 8)+`"]
+api_tokens:
+  - token_sha256: `+strings.Repeat("ab", 32)+`
+    workspaces: ["*"]
+`), 0o600))
+	_, err = workspaces.Open(workspaces.SourceOptions{Path: file, Interval: time.Minute, Registerer: reg, Log: zerolog.Nop()})
+	must(t, "workspaces source", err)
 	return reg
 }
 

@@ -3,6 +3,7 @@
 // with the kustomize library, decode each object strictly into its
 // Kubernetes type, and check the properties the README promises: probes on
 // the admin paths, only /webhooks/seam public, hardened non-root containers,
-// secrets read from files, ports that match the binaries, and alerts on
-// metrics that exist.
+// secrets read from files (WORKSPACES_FILE from a Secret volume the kubelet
+// can update, without the single-workspace variables it replaces), ports
+// that match the binaries, and alerts on metrics that exist.
 package k8s

@@ -53,6 +53,14 @@ var cardwireOverlays = []string{"overlays/dev", "overlays/production", "overlays
 // they are mounted files read through *_FILE.
 var secretVariables = []string{"SEAM_WEBHOOK_SECRET", "SEAM_API_KEY", "WORKER_API_TOKEN", "NATS_CREDS"}
 
+// singleWorkspaceVariables are what WORKSPACES_FILE replaces; a binary given
+// both refuses to start.
+var singleWorkspaceVariables = []string{
+	"SEAM_WEBHOOK_SECRET", "SEAM_WEBHOOK_SECRET_FILE",
+	"SEAM_API_KEY", "SEAM_API_KEY_FILE", "SEAM_WORKSPACE_ID",
+	"WORKER_API_TOKEN", "WORKER_API_TOKEN_FILE",
+}
+
 func TestCardwireWorkloads(t *testing.T) {
 	adminPaths := adminHandler(t)
 	for _, dir := range cardwireOverlays {
@@ -129,7 +137,11 @@ func TestCardwireWorkloads(t *testing.T) {
 				})
 
 				t.Run("secrets are files", func(t *testing.T) {
-					checkSecretsAreFiles(t, r, spec, c, env, b.Secrets, dir == "overlays/existing-nats")
+					required := b.Secrets
+					if _, ok := env["WORKSPACES_FILE"]; ok {
+						required = []string{"WORKSPACES"} // TestWorkspacesFile checks the rest
+					}
+					checkSecretsAreFiles(t, r, spec, c, env, required, dir == "overlays/existing-nats")
 				})
 
 				t.Run("graceful termination", func(t *testing.T) {
@@ -379,8 +391,28 @@ func checkSecretsAreFiles(t *testing.T, r *rendered, spec corev1.PodSpec, c core
 			t.Errorf("%s_FILE=%s: %v", name, file, err)
 		}
 	}
+	// A Secret volume no *_FILE reads is a leftover (a component that
+	// replaced the variable but not its volume): it only keeps the pod from
+	// starting when its Secret is not created.
+	for _, v := range spec.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		read := false
+		for name, file := range env {
+			if _, in, _, ok := volumeAt(spec, c, file); ok && in.Name == v.Name && strings.HasSuffix(name, "_FILE") {
+				read = true
+			}
+		}
+		if !read {
+			t.Errorf("Secret volume %s (Secret %s) holds no file that a *_FILE variable names", v.Name, v.Secret.SecretName)
+		}
+	}
 }
 
+// mountedSecretFile: file is in a Secret volume, mounted read-only and
+// without subPath, readable by the pod's group only, and (when the build
+// generates the Secret) the Secret has the key behind it.
 func mountedSecretFile(r *rendered, spec corev1.PodSpec, c corev1.Container, file string) error {
 	m, v, rel, ok := volumeAt(spec, c, file)
 	switch {
@@ -388,6 +420,10 @@ func mountedSecretFile(r *rendered, spec corev1.PodSpec, c corev1.Container, fil
 		return fmt.Errorf("no volume is mounted there")
 	case !m.ReadOnly:
 		return fmt.Errorf("mount %s is not read-only", m.MountPath)
+	case m.SubPath != "" || m.SubPathExpr != "":
+		// The kubelet updates a Secret volume by swapping a symlink; a
+		// subPath mount stays on the files it started with.
+		return fmt.Errorf("mount %s uses subPath, so it never sees an update of the Secret", m.MountPath)
 	case v.Secret == nil:
 		return fmt.Errorf("volume %s is not a Secret", v.Name)
 	case v.Secret.DefaultMode == nil:
@@ -401,26 +437,38 @@ func mountedSecretFile(r *rendered, spec corev1.PodSpec, c corev1.Container, fil
 	if spec.SecurityContext == nil || spec.SecurityContext.FSGroup == nil {
 		return fmt.Errorf("Secret volume %s: no fsGroup, so the non-root process cannot read it", v.Name)
 	}
-	for _, it := range v.Secret.Items {
-		if path.Clean(it.Path) != rel {
-			continue
-		}
-		// A Secret generated in this build (dev) must have the key.
+	// A Secret generated in this build (dev) must have the key.
+	hasKey := func(key string) error {
 		if s, generated := r.Secrets[v.Secret.SecretName]; generated {
-			if _, has := s.Data[it.Key]; !has {
-				return fmt.Errorf("Secret %s has no key %s", s.Name, it.Key)
+			if _, has := s.Data[key]; !has {
+				return fmt.Errorf("Secret %s has no key %s", s.Name, key)
 			}
 		}
 		return nil
 	}
+	if len(v.Secret.Items) == 0 {
+		// The whole Secret: each key is a file of that name.
+		if strings.Contains(rel, "/") {
+			return fmt.Errorf("Secret volume %s has every key at its top level, not %s", v.Name, rel)
+		}
+		return hasKey(rel)
+	}
+	for _, it := range v.Secret.Items {
+		if path.Clean(it.Path) == rel {
+			return hasKey(it.Key)
+		}
+	}
 	return fmt.Errorf("Secret volume %s has no item at %s", v.Name, rel)
 }
 
-// volumeAt finds the mount of c that file lies under, its volume, and the
-// file's path inside the volume.
+// volumeAt finds the mount of c that file lies under (or is, for a subPath
+// mount of one file), its volume, and the file's path inside the volume.
 func volumeAt(spec corev1.PodSpec, c corev1.Container, file string) (corev1.VolumeMount, corev1.Volume, string, bool) {
 	for _, m := range c.VolumeMounts {
 		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok && file == m.MountPath {
+			rel, ok = m.SubPath, true
+		}
 		if !ok {
 			continue
 		}

@@ -20,27 +20,30 @@ type Envelope struct {
 
 // ParseEnvelope reads the envelope of a Seam event, ignoring unknown fields.
 // It fails with an *EnvelopeError when body is not a JSON object, a field has
-// the wrong type, or event_id, event_type or workspace_id is missing.
+// the wrong type, or event_id, event_type or workspace_id is missing; the
+// fields it could read are returned all the same (the receiver picks the
+// secrets to verify a body with by its workspace_id, even one it will
+// quarantine).
 func ParseEnvelope(body []byte) (Envelope, error) {
 	var env Envelope
 	if err := json.Unmarshal(body, &env); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return Envelope{}, &EnvelopeError{Reason: QuarantineInvalidField, Detail: typeErr.Field + " has type " + typeErr.Value}
+			return env, &EnvelopeError{Reason: QuarantineInvalidField, Detail: typeErr.Field + " has type " + typeErr.Value}
 		}
 		return Envelope{}, &EnvelopeError{Reason: QuarantineNotJSON, Detail: err.Error()}
 	}
 	switch {
 	case env.EventID == "":
-		return Envelope{}, &EnvelopeError{Reason: QuarantineMissingField, Detail: "event_id"}
+		return env, &EnvelopeError{Reason: QuarantineMissingField, Detail: "event_id"}
 	case env.EventType == "":
-		return Envelope{}, &EnvelopeError{Reason: QuarantineMissingField, Detail: "event_type"}
+		return env, &EnvelopeError{Reason: QuarantineMissingField, Detail: "event_type"}
 	case env.WorkspaceID == "":
-		return Envelope{}, &EnvelopeError{Reason: QuarantineMissingField, Detail: "workspace_id"}
+		return env, &EnvelopeError{Reason: QuarantineMissingField, Detail: "workspace_id"}
 	}
 	if !streams.ValidToken(env.EventID) {
 		// It becomes a header and, in the worker, part of a KV key.
-		return Envelope{}, &EnvelopeError{Reason: QuarantineInvalidField, Detail: "event_id is not a plain id"}
+		return env, &EnvelopeError{Reason: QuarantineInvalidField, Detail: "event_id is not a plain id"}
 	}
 	return env, nil
 }

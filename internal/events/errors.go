@@ -8,6 +8,9 @@ const (
 	ReasonTimestampTooOld  = "timestamp_too_old"
 	ReasonTimestampTooNew  = "timestamp_too_new"
 	ReasonNoMatchingSecret = "bad_signature"
+	// ReasonUnknownWorkspace: the body names no configured workspace (or
+	// none at all), so there is no secret to verify it with.
+	ReasonUnknownWorkspace = "unknown_workspace"
 )
 
 // SignatureError reports a delivery that did not pass verification. Reason is

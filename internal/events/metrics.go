@@ -24,6 +24,7 @@ type metrics struct {
 	requestDuration *prometheus.HistogramVec
 	publishDuration prometheus.Histogram
 	events          *prometheus.CounterVec
+	workspaceEvents *prometheus.CounterVec
 	inFlight        prometheus.Gauge
 	requestsActive  prometheus.Gauge
 }
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cardwire_receiver_events_total",
 			Help: "Events stored, by Seam event type (types outside Seam's spec count as other).",
 		}, []string{"event_type"}),
+		workspaceEvents: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_receiver_workspace_events_total",
+			Help: "Events stored, by the configured workspace whose secret verified them (its name, else its id; default with the single-workspace variables).",
+		}, []string{"workspace"}),
 		inFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "cardwire_receiver_in_flight_publishes",
 			Help: "Publishes waiting for a PubAck right now.",

@@ -159,24 +159,27 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 		return OutcomeBadRequest, ""
 	}
 
-	delivery, err := rc.o.Verifier.Verify(body, r.Header)
-	if err != nil {
+	// Parsed before it is verified only to pick the secrets of the
+	// workspace it names; nothing of it is used unless the signature holds.
+	env, err := ParseEnvelope(body)
+	delivery, verr := rc.o.Verifier.Verify(body, r.Header, env.WorkspaceID)
+	if verr != nil {
 		var sigErr *SignatureError
 		reason := ReasonNoMatchingSecret
-		if errors.As(err, &sigErr) {
+		if errors.As(verr, &sigErr) {
 			reason = sigErr.Reason
 		}
-		// The signature itself is never logged; the id only helps when Svix's
-		// dashboard shows the same delivery.
+		// The signature itself is never logged; the ids only help when
+		// Svix's dashboard shows the same delivery, or a workspace is
+		// missing from WORKSPACES_FILE.
 		log.Warn().Str("outcome", OutcomeInvalidSignature).Str("reason", reason).
-			Str("webhook_id", unverifiedID(r.Header)).
+			Str("webhook_id", unverifiedID(r.Header)).Str("claimed_workspace_id", unverifiedWorkspace(env.WorkspaceID)).
 			Msg("webhook rejected")
 		httpapi.WriteError(w, &httpapi.Error{Status: http.StatusUnauthorized, Type: "invalid_signature",
 			Message: "webhook signature verification failed: " + reason})
 		return OutcomeInvalidSignature, reason
 	}
 
-	env, err := ParseEnvelope(body)
 	var subject string
 	if err == nil {
 		subject, err = env.Subject()
@@ -205,6 +208,7 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 		return OutcomeQuarantined, envErr.Reason
 	}
 	rc.metrics.events.WithLabelValues(eventTypeLabel(env.EventType)).Inc()
+	rc.metrics.workspaceEvents.WithLabelValues(delivery.Workspace).Inc()
 	fields(log.Debug()).Str("outcome", OutcomeAccepted).Str("subject", msg.Subject).Msg("webhook stored")
 	return OutcomeAccepted, ""
 }
@@ -298,6 +302,15 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return buf, err
 	}
 	return io.ReadAll(rd)
+}
+
+// unverifiedWorkspace returns the workspace id a body claims, if it is a
+// plain id of sane length: it is not verified.
+func unverifiedWorkspace(id string) string {
+	if len(id) > 64 || !streams.ValidToken(id) {
+		return ""
+	}
+	return id
 }
 
 // unverifiedID returns the claimed webhook id, cut short: it is not

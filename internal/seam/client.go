@@ -28,7 +28,9 @@ const DefaultURL = "https://connect.getseam.com"
 type Options struct {
 	// BaseURL defaults to DefaultURL.
 	BaseURL string
-	// APIKey is a Seam API key (seam_…) or a personal access token.
+	// APIKey is a Seam API key (seam_…) or a personal access token. A
+	// client without one only makes clients With credentials (one per
+	// workspace); its own requests fail with ErrNoAPIKey.
 	APIKey string
 	// WorkspaceID, when set, is sent as the seam-workspace header, which a
 	// personal access token needs.
@@ -49,8 +51,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// DefaultOptions returns the documented defaults; APIKey and Registerer
-// must still be set.
+// DefaultOptions returns the documented defaults; Registerer (and, unless
+// every request goes through With, APIKey) must still be set.
 func DefaultOptions() Options {
 	return Options{BaseURL: DefaultURL, Timeout: 10 * time.Second, MaxRetries: 2, RetryBase: 200 * time.Millisecond,
 		MaxRPS: 10, Burst: 10}
@@ -59,8 +61,6 @@ func DefaultOptions() Options {
 // Validate reports the first option that cannot work.
 func (o Options) Validate() error {
 	switch {
-	case o.APIKey == "":
-		return ErrNoAPIKey
 	case o.Registerer == nil:
 		return errors.New("Options.Registerer must be set")
 	case o.Timeout <= 0:
@@ -99,11 +99,13 @@ func CheckBaseURL(raw string) error {
 // with Retry-After pauses every caller of the client, not only the one
 // that got it, so that a burst of due deadlines cannot retry in lockstep.
 type Client struct {
-	o        Options
-	base     string
-	http     *http.Client
-	limiter  *rate.Limiter
-	paused   atomic.Int64 // unix nanoseconds until which Seam asked us to wait
+	o       Options
+	base    string
+	http    *http.Client
+	limiter *rate.Limiter
+	// paused is the unix nanoseconds until which Seam asked these
+	// credentials to wait.
+	paused   *atomic.Int64
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	waited   prometheus.Histogram
@@ -126,6 +128,7 @@ func New(o Options) (*Client, error) {
 	f := promauto.With(o.Registerer)
 	return &Client{
 		o: o, base: strings.TrimRight(o.BaseURL, "/"), http: hc, limiter: rate.NewLimiter(rate.Limit(o.MaxRPS), o.Burst),
+		paused: new(atomic.Int64),
 		waited: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cardwire_seam_rate_wait_seconds",
 			Help:    "Time a Seam request waited for the client's rate limit (SEAM_MAX_RPS) or a Retry-After pause.",
@@ -141,6 +144,33 @@ func New(o Options) (*Client, error) {
 			Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"endpoint"}),
 	}, nil
+}
+
+// Credentials are what a request is authorized with: an API key (seam_…,
+// scoped to its workspace) or a personal access token with the workspace
+// it acts in (the seam-workspace header).
+type Credentials struct {
+	APIKey      string
+	WorkspaceID string
+}
+
+// Credentials returns the client's credentials.
+func (c *Client) Credentials() Credentials {
+	return Credentials{APIKey: c.o.APIKey, WorkspaceID: c.o.WorkspaceID}
+}
+
+// With returns a client that sends cred instead, sharing this one's rate
+// limit (SEAM_MAX_RPS is for the process, however many workspaces it
+// serves), transport and metrics. A 429's pause is the new client's own:
+// Seam limits each workspace on its own.
+func (c *Client) With(cred Credentials) (*Client, error) {
+	if cred.APIKey == "" {
+		return nil, ErrNoAPIKey
+	}
+	n := *c
+	n.o.APIKey, n.o.WorkspaceID = cred.APIKey, cred.WorkspaceID
+	n.paused = new(atomic.Int64)
+	return &n, nil
 }
 
 // EncodeCredential starts encoding a credential (or an access method) onto
@@ -270,6 +300,9 @@ func (c *Client) pause(d time.Duration) {
 // once makes one request. It returns Retry-After (if Seam sent one) with
 // the error.
 func (c *Client) once(ctx context.Context, path string, payload []byte, out any) (time.Duration, error) {
+	if c.o.APIKey == "" {
+		return 0, ErrNoAPIKey
+	}
 	if err := c.admit(ctx); err != nil {
 		return 0, err
 	}

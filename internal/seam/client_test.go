@@ -530,7 +530,6 @@ func TestOptionsValidate(t *testing.T) {
 		Configure func(*seam.Options)
 		WantErr   error
 	}{
-		{"no key", func(o *seam.Options) { o.APIKey = "" }, seam.ErrNoAPIKey},
 		{"no registerer", func(o *seam.Options) { o.Registerer = nil }, nil},
 		{"zero timeout", func(o *seam.Options) { o.Timeout = 0 }, nil},
 	}

@@ -27,7 +27,8 @@ func (e *APIError) Error() string {
 // Temporary reports whether retrying the same request later may succeed.
 func (e *APIError) Temporary() bool { return e.Status == 429 || e.Status >= 500 }
 
-// ErrNoAPIKey is returned by New without an API key.
+// ErrNoAPIKey is returned by a request of a client without credentials,
+// and by With without an API key.
 var ErrNoAPIKey = errors.New("seam: no API key")
 
 // ErrUnavailable wraps failures that never reached an answer from Seam

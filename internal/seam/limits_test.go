@@ -109,3 +109,57 @@ func TestRetryAfterPausesEveryCaller(t *testing.T) {
 		require.Equal(t, 3*time.Second, second.Sub(start), "the next request waited for Retry-After")
 	})
 }
+
+// Clients made With other credentials (one per workspace) send their own
+// credentials and share one rate limit: SEAM_MAX_RPS is the process's.
+// A client without credentials sends nothing.
+func TestWithSharesTheRateLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		success := golden(t, "action_attempt_success.json")
+		var mu sync.Mutex
+		var at []time.Time
+		auth := map[string]int{}
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			at = append(at, time.Now())
+			auth[r.Header.Get("Authorization")+"|"+r.Header.Get("seam-workspace")]++
+			mu.Unlock()
+			respond(w, http.StatusOK, success)
+		})
+		base, _ := newClient(t, "https://seam.test", func(o *seam.Options) {
+			o.HTTPClient = &http.Client{Transport: handlerTransport{h}}
+			o.APIKey, o.MaxRPS, o.Burst = "", 5, 1
+		})
+		_, err := base.GetActionAttempt(t.Context(), attemptID)
+		require.ErrorIs(t, err, seam.ErrNoAPIKey)
+		_, err = base.With(seam.Credentials{})
+		require.ErrorIs(t, err, seam.ErrNoAPIKey)
+		a, err := base.With(seam.Credentials{APIKey: "seam_test_a"})
+		require.NoError(t, err)
+		b, err := base.With(seam.Credentials{APIKey: "seam_at_pat", WorkspaceID: "ws-b"})
+		require.NoError(t, err)
+		require.Equal(t, seam.Credentials{APIKey: "seam_at_pat", WorkspaceID: "ws-b"}, b.Credentials())
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Go(func() {
+				c := a
+				if i%2 == 1 {
+					c = b
+				}
+				_, err := c.GetActionAttempt(t.Context(), attemptID)
+				require.NoError(t, err)
+			})
+		}
+		wg.Wait()
+		require.Equal(t, map[string]int{"Bearer seam_test_a|": 10, "Bearer seam_at_pat|ws-b": 10}, auth)
+		for i := range at {
+			n := 0
+			for _, x := range at {
+				if !x.Before(at[i]) && x.Before(at[i].Add(time.Second)) {
+					n++
+				}
+			}
+			require.LessOrEqual(t, n, 5, "requests of both clients in the second from %v", at[i])
+		}
+	})
+}

@@ -42,6 +42,10 @@ func invalidInput(format string, a ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, typ: "invalid_input", msg: fmt.Sprintf(format, a...)}
 }
 
+func unauthorized(msg string) *apiError {
+	return &apiError{status: http.StatusUnauthorized, typ: "unauthorized", msg: msg}
+}
+
 func notFound(typ, what, id string) *apiError {
 	return &apiError{status: http.StatusNotFound, typ: typ, msg: fmt.Sprintf("%s %q not found", what, id)}
 }
@@ -78,33 +82,47 @@ func (s *Sim) routes() map[string]route {
 }
 
 // Handler serves the Seam API routes: POST with a JSON body. Unknown paths
-// get a 404 error envelope, other methods a 405 one.
+// get a 404 error envelope, other methods a 405 one. Only the Sim's API
+// key is accepted (a Sim of a Multi without a key of its own accepts none).
 func (s *Sim) Handler() http.Handler {
 	routes := s.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		reqID := uuid.NewString()
-		w.Header().Set("seam-request-id", reqID)
-		path := r.URL.Path
-		log := s.o.Log.With().Str("path", path).Str("request_id", reqID).Logger()
-
-		env, apiErr := s.serve(routes, w, r)
-		if apiErr != nil {
-			log.Debug().Int("status", apiErr.status).Str("type", apiErr.typ).Msg("error answer")
-			writeError(w, apiErr)
-			return
+		var auth Auth
+		if s.o.APIKey != "" && r.Header.Get("Authorization") == "Bearer "+s.o.APIKey {
+			auth = AuthAPIKey
 		}
-		env["ok"] = true
-		log.Debug().Msg("answered")
-		writeJSON(w, http.StatusOK, env)
+		s.answer(routes, w, r, auth)
 	})
+}
+
+// answer serves one request whose credentials are of kind auth ("" when
+// they do not reach this workspace).
+func (s *Sim) answer(routes map[string]route, w http.ResponseWriter, r *http.Request, auth Auth) {
+	reqID := uuid.NewString()
+	w.Header().Set("seam-request-id", reqID)
+	path := r.URL.Path
+	log := s.o.Log.With().Str("path", path).Str("request_id", reqID).Logger()
+
+	env, apiErr := s.serve(routes, w, r, auth)
+	if apiErr != nil {
+		log.Debug().Int("status", apiErr.status).Str("type", apiErr.typ).Msg("error answer")
+		writeError(w, apiErr)
+		return
+	}
+	env["ok"] = true
+	log.Debug().Msg("answered")
+	writeJSON(w, http.StatusOK, env)
 }
 
 // serve runs the checks every request goes through, in the order a real
 // deployment meets them (load balancer, rate limiter, auth, router), then
 // the route.
-func (s *Sim) serve(routes map[string]route, w http.ResponseWriter, r *http.Request) (envelope, *apiError) {
+func (s *Sim) serve(routes map[string]route, w http.ResponseWriter, r *http.Request, auth Auth) (envelope, *apiError) {
 	s.mu.Lock()
 	s.calls[r.URL.Path]++
+	if auth != "" {
+		s.authed[authCall{r.URL.Path, auth}]++
+	}
 	down := s.down
 	var fail *failure
 	if q := s.fail[r.URL.Path]; !down && len(q) > 0 {
@@ -118,8 +136,8 @@ func (s *Sim) serve(routes map[string]route, w http.ResponseWriter, r *http.Requ
 		return nil, &apiError{status: http.StatusServiceUnavailable, typ: "service_unavailable", msg: "Seam is unavailable (simulated outage)"}
 	case fail != nil:
 		return nil, &apiError{status: fail.status, typ: errorTypeFor(fail.status), msg: "simulated failure", retryAfter: fail.retryAfter}
-	case r.Header.Get("Authorization") != "Bearer "+s.o.APIKey:
-		return nil, &apiError{status: http.StatusUnauthorized, typ: "unauthorized", msg: "Unauthorized"}
+	case auth == "":
+		return nil, unauthorized("Unauthorized")
 	}
 	rt, ok := routes[r.URL.Path]
 	if !ok {

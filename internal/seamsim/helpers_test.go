@@ -199,18 +199,25 @@ func (e *env) callWith(t *testing.T, auth, path string, body any) answer {
 
 // do makes one API call; it is safe off the test goroutine (no require).
 func (e *env) do(auth, path string, body any) (answer, error) {
+	h := http.Header{}
+	if auth != "" {
+		h.Set("Authorization", auth)
+	}
+	return post(e.api.URL, h, path, body)
+}
+
+// post makes one API call to base with the headers h.
+func post(base string, h http.Header, path string, body any) (answer, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return answer{}, err
 	}
-	req, err := http.NewRequest(http.MethodPost, e.api.URL+path, bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(b))
 	if err != nil {
 		return answer{}, err
 	}
+	req.Header = h.Clone()
 	req.Header.Set("Content-Type", "application/json")
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return answer{}, err

@@ -12,6 +12,11 @@
 // resolves, a failed encode (which, as in Seam, sends no webhook), an error
 // answer or an outage. Time comes from real timers, so tests keep
 // Options.EncodeDelay short and wait on webhooks or on the attempt's status.
+//
+// A Sim is one workspace behind its API key. A Multi is several, as one
+// Seam account with a workspace per property: it routes each request by its
+// credentials (a workspace's API key, or the personal access token with a
+// seam-workspace header) to that workspace's Sim.
 package seamsim
 
 import (
@@ -77,27 +82,43 @@ func (o Options) Validate() error {
 	switch {
 	case o.APIKey == "":
 		return errors.New("Options.APIKey must be set")
-	case o.EncodeDelay < 0:
-		return errors.New("Options.EncodeDelay must not be negative")
 	case o.WebhookURL != "" && o.WebhookSecret == "":
 		return errors.New("Options.WebhookSecret must be set when Options.WebhookURL is")
 	}
-	for i, d := range o.RetryDelays {
+	if err := validateShared("Options", o.EncodeDelay, o.RetryDelays, o.WebhookURL); err != nil {
+		return err
+	}
+	return validateSecret("Options.WebhookSecret", o.WebhookSecret)
+}
+
+// validateShared checks the options a Sim and a Multi have in common;
+// prefix names the struct in the errors.
+func validateShared(prefix string, encodeDelay time.Duration, retryDelays []time.Duration, webhookURL string) error {
+	if encodeDelay < 0 {
+		return fmt.Errorf("%s.EncodeDelay must not be negative", prefix)
+	}
+	for i, d := range retryDelays {
 		if d < 0 {
-			return fmt.Errorf("Options.RetryDelays[%d] must not be negative, got %s", i, d)
+			return fmt.Errorf("%s.RetryDelays[%d] must not be negative, got %s", prefix, i, d)
 		}
 	}
-	if o.WebhookURL != "" {
-		u, err := url.Parse(o.WebhookURL)
+	if webhookURL != "" {
+		u, err := url.Parse(webhookURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("Options.WebhookURL must be an absolute http(s) URL, got %q", o.WebhookURL)
+			return fmt.Errorf("%s.WebhookURL must be an absolute http(s) URL, got %q", prefix, webhookURL)
 		}
 	}
-	if o.WebhookSecret != "" {
-		if _, err := svix.NewWebhook(o.WebhookSecret); err != nil {
-			// The decode error names a byte offset, never the secret.
-			return fmt.Errorf("Options.WebhookSecret must be whsec_ followed by base64: %w", err)
-		}
+	return nil
+}
+
+// validateSecret checks a whsec_ secret (none is fine); name is the field.
+func validateSecret(name, secret string) error {
+	if secret == "" {
+		return nil
+	}
+	if _, err := svix.NewWebhook(secret); err != nil {
+		// The decode error names a byte offset, never the secret.
+		return fmt.Errorf("%s must be whsec_ followed by base64: %w", name, err)
 	}
 	return nil
 }
@@ -125,6 +146,7 @@ type Sim struct {
 	methods  map[string]*accessMethod
 	attempts map[string]*seam.ActionAttempt
 	calls    map[string]int
+	authed   map[authCall]int // calls that reached the workspace, by credentials
 	fail     map[string][]failure
 	down     bool
 	next     knobs
@@ -168,6 +190,13 @@ func New(o Options) (*Sim, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	return newSim(o), nil
+}
+
+// newSim fills in o's defaults; o is valid, except that a Multi's
+// workspace may have no APIKey (it is reached with the personal access
+// token only).
+func newSim(o Options) *Sim {
 	if o.WorkspaceID == "" {
 		o.WorkspaceID = uuid.NewString()
 	}
@@ -190,6 +219,7 @@ func New(o Options) (*Sim, error) {
 		methods:            map[string]*accessMethod{},
 		attempts:           map[string]*seam.ActionAttempt{},
 		calls:              map[string]int{},
+		authed:             map[authCall]int{},
 		fail:               map[string][]failure{},
 	}
 	if o.WebhookURL != "" {
@@ -199,7 +229,7 @@ func New(o Options) (*Sim, error) {
 	// Svix gives a receiver 15s to answer.
 	s.client = &http.Client{Transport: s.transport, Timeout: 15 * time.Second}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	return s, nil
+	return s
 }
 
 // Close stops pending encodes and webhook deliveries, aborts POSTs in
@@ -306,6 +336,36 @@ func (s *Sim) Calls(path string) int {
 	defer s.mu.Unlock()
 	return s.calls[path]
 }
+
+// Auth is the kind of credentials a request carried, named after Seam's
+// security schemes.
+type Auth string
+
+const (
+	// AuthAPIKey is "Authorization: Bearer <API key>"; any seam-workspace
+	// header is ignored, since a key is scoped to its workspace.
+	AuthAPIKey Auth = "api_key"
+	// AuthPAT is "Authorization: Bearer <personal access token>" plus
+	// "seam-workspace: <workspace_id>".
+	AuthPAT Auth = "pat_with_workspace"
+)
+
+type authCall struct {
+	path string
+	auth Auth
+}
+
+// CallsWith is how many requests reached path in this workspace with
+// credentials of kind auth, failed ones included; requests whose
+// credentials were refused are not counted.
+func (s *Sim) CallsWith(path string, auth Auth) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.authed[authCall{path, auth}]
+}
+
+// WorkspaceID is the workspace the Sim stands for.
+func (s *Sim) WorkspaceID() string { return s.o.WorkspaceID }
 
 // Delivered is how many webhook POSTs were answered 2xx.
 func (s *Sim) Delivered() int { return int(s.delivered.Load()) }

@@ -59,6 +59,7 @@ func TestEncodeIssuesThenReissues(t *testing.T) {
 	require.True(t, c.IsIssued)
 	require.Equal(t, cards[1], *c.CardNumber, "the credential shows the latest card")
 	require.Equal(t, 2, e.sim.Calls(seamsim.PathEncodeCredential))
+	require.Equal(t, 2, e.sim.CallsWith(seamsim.PathEncodeCredential, seamsim.AuthAPIKey))
 }
 
 func TestEncodeAccessMethod(t *testing.T) {
@@ -380,6 +381,7 @@ func TestUnauthorized(t *testing.T) {
 		})
 	}
 	require.Equal(t, 3, e.sim.Calls(seamsim.PathGetActionAttempt), "failed requests count")
+	require.Zero(t, e.sim.CallsWith(seamsim.PathGetActionAttempt, seamsim.AuthAPIKey), "refused credentials reached no workspace")
 }
 
 func TestFailNextAndSetDown(t *testing.T) {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,11 +20,14 @@ import (
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/httpapi"
 	"github.com/cardwire/cardwire/internal/streams"
+	"github.com/cardwire/cardwire/internal/workspaces"
 )
 
 // APIOptions configure the /v1/encodings API.
 type APIOptions struct {
-	// Token, when set, is required as "Authorization: Bearer <token>".
+	// Token, when set, is required as "Authorization: Bearer <token>"
+	// (WORKER_API_TOKEN). With Options.Workspaces the tokens are in
+	// WORKSPACES_FILE instead, each reaching its workspaces.
 	Token string
 	// MaxWait bounds ?wait= on GET.
 	MaxWait time.Duration
@@ -77,8 +79,12 @@ const (
 // deadline; long polls and streams have their own bound, MaxWaiters, and
 // set their deadline per write) → handler.
 func (w *Worker) routes() http.Handler {
+	dir := w.o.Workspaces
+	if dir == nil {
+		dir = workspaces.Static(workspaces.Single(workspaces.SingleOptions{WorkspaceID: w.o.Limits.DefaultWorkspaceID, APIToken: w.o.API.Token}))
+	}
 	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, js: w.o.JS, log: w.log.With().Str("component", "api").Logger(), waits: w.waits,
-		slots: make(chan struct{}, w.o.API.MaxInFlight)}
+		slots: make(chan struct{}, w.o.API.MaxInFlight), dir: dir}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.Handler) {
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(
@@ -133,6 +139,8 @@ type api struct {
 	waits context.Context
 	// slots bounds the requests being served, waits aside.
 	slots chan struct{}
+	// dir holds the API tokens and the workspaces they reach.
+	dir directory
 }
 
 // waitContext is r's context, also ended at shutdown, bounded by d.
@@ -142,13 +150,15 @@ func (a *api) waitContext(r *http.Request, d time.Duration) (context.Context, co
 	return ctx, func() { stop(); cancel() }
 }
 
+// auth admits a request whose bearer token is configured and hands the
+// workspaces it reaches (with the configuration it was checked against)
+// to the route.
 func (a *api) auth(next http.Handler) http.Handler {
-	if a.o.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + a.o.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		cfg := a.dir.Current()
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scope, ok := cfg.Authorize(token)
+		if !ok {
 			a.svc.metrics.apiUnauthorized.Inc()
 			a.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("remote", r.RemoteAddr).
 				Bool("had_token", r.Header.Get("Authorization") != "").Msg("API request without a valid token refused")
@@ -157,7 +167,7 @@ func (a *api) auth(next http.Handler) http.Handler {
 				Message: "a valid Authorization: Bearer token is required"})
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, access{cfg: cfg, scope: scope})))
 	})
 }
 
@@ -169,6 +179,13 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "the body must be a JSON object: " + err.Error()})
 		return
 	}
+	acc := accessOf(r)
+	ws, herr := acc.workspaceFor(req.WorkspaceID)
+	if herr != nil {
+		a.fail(w, r, herr)
+		return
+	}
+	req.WorkspaceID = ws
 	key := r.Header.Get("Idempotency-Key")
 	if len(key) > 255 {
 		a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: "Idempotency-Key is longer than 255 bytes"})
@@ -181,6 +198,7 @@ func (a *api) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, a.mapError(err))
 		return
 	}
+	a.feed.registered(rec)
 	status := http.StatusCreated
 	if req.ActionAttemptID == "" {
 		status = http.StatusAccepted // started: the outcome comes later
@@ -197,7 +215,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	waitParam := r.URL.Query().Get("wait")
 	if waitParam == "" {
-		rec, err := a.svc.Get(r.Context(), id)
+		rec, err := a.read(r, id)
 		if err != nil {
 			a.fail(w, r, a.mapError(err))
 			return
@@ -248,13 +266,27 @@ func (a *api) follow(w http.ResponseWriter, r *http.Request, id string) (*waiter
 		a.fail(w, r, &httpapi.Error{Status: http.StatusTooManyRequests, Type: "too_many_waiters", Message: err.Error()})
 		return nil, encoding.Record{}, false
 	}
-	rec, err := a.svc.Get(r.Context(), id)
+	rec, err := a.read(r, id)
 	if err != nil {
 		a.feed.unsubscribe(sub)
 		a.fail(w, r, a.mapError(err))
 		return nil, encoding.Record{}, false
 	}
 	return sub, rec, true
+}
+
+// read reads an encoding the request's token reaches; another workspace's
+// is encoding.ErrNotFound, so that a token learns nothing of encodings
+// outside its workspaces, not even that they exist.
+func (a *api) read(r *http.Request, id string) (encoding.Record, error) {
+	rec, err := a.svc.Get(r.Context(), id)
+	if err != nil {
+		return encoding.Record{}, err
+	}
+	if !accessOf(r).scope.Reaches(rec.WorkspaceID) {
+		return encoding.Record{}, encoding.ErrNotFound
+	}
+	return rec, nil
 }
 
 func (a *api) events(w http.ResponseWriter, r *http.Request) {
@@ -311,6 +343,11 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
+	// A workspace never changes, so the check holds for the cancel.
+	if _, err := a.read(r, r.PathValue("id")); err != nil {
+		a.fail(w, r, a.mapError(err))
+		return
+	}
 	rec, err := a.svc.Cancel(context.WithoutCancel(r.Context()), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, a.mapError(err))
@@ -340,6 +377,11 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	acc := accessOf(r)
+	if ws != "" && !acc.scope.Reaches(ws) {
+		a.fail(w, r, forbidden(ws))
+		return
+	}
 	if status == "" && ws != "" {
 		a.recent(w, r, ws, cursor, limit)
 		return
@@ -349,9 +391,17 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			Message: "list status=pending (of a workspace or all), or the recent encodings of a workspace (workspace_id without status); a settled one is read by its id"})
 		return
 	}
+	// Without workspace_id: every workspace the token reaches (nil: all).
+	var wss []string
+	switch {
+	case ws != "":
+		wss = []string{ws}
+	case !acc.scope.All():
+		wss = acc.cfg.Reachable(acc.scope)
+	}
 	page := listPage{Encodings: []encoding.Record{}}
 	for len(page.Encodings) < limit {
-		ids, next, err := a.feed.pendingPage(ws, cursor, limit-len(page.Encodings))
+		ids, next, err := a.feed.pendingPage(wss, cursor, limit-len(page.Encodings))
 		if err != nil {
 			a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: err.Error()})
 			return

@@ -37,7 +37,16 @@ type feed struct {
 	// loading holds, until the index is read, the encodings seen settle
 	// meanwhile, so that the index does not bring them back.
 	loading map[string]bool
+	// settled are the latest encodings seen final (a bounded ring), so
+	// that a registration answered after its record settled does not
+	// list it again.
+	settled     map[string]bool
+	settledRing []string
+	settledNext int
 }
+
+// settledRemembered bounds the settled ring.
+const settledRemembered = 4096
 
 // pendingKey orders pending encodings: by request time, then id.
 type pendingKey struct {
@@ -61,7 +70,22 @@ type waiter struct {
 
 func newFeed(maxWaiters int) *feed {
 	return &feed{maxWaiters: maxWaiters, waiters: map[string]map[*waiter]struct{}{},
-		pending: map[string]pendingKey{}, byWS: map[string][]pendingKey{}, loading: map[string]bool{}}
+		pending: map[string]pendingKey{}, byWS: map[string][]pendingKey{}, loading: map[string]bool{},
+		settled: map[string]bool{}, settledRing: make([]string, settledRemembered)}
+}
+
+// registered enters a record this process just registered, so that a
+// listing on this replica shows it at once rather than when its revision
+// comes round the feed (which then changes nothing).
+func (f *feed) registered(rec encoding.Record) {
+	if rec.Status.Terminal() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.settled[rec.EncodingID] {
+		f.addLocked(pendingKey{at: rec.RequestedAt, id: rec.EncodingID, ws: rec.WorkspaceID})
+	}
 }
 
 // start follows the record revisions until ctx ends and reads the
@@ -123,6 +147,12 @@ func (f *feed) publish(rec encoding.Record) {
 	defer f.mu.Unlock()
 	if rec.Status.Terminal() {
 		f.removeLocked(rec.EncodingID)
+		if !f.settled[rec.EncodingID] {
+			delete(f.settled, f.settledRing[f.settledNext])
+			f.settledRing[f.settledNext] = rec.EncodingID
+			f.settledNext = (f.settledNext + 1) % len(f.settledRing)
+			f.settled[rec.EncodingID] = true
+		}
 		if f.loading != nil {
 			f.loading[rec.EncodingID] = true // the index may still list it
 		}
@@ -239,38 +269,58 @@ func (f *feed) pendingCount() int {
 	return len(f.pending)
 }
 
-// pendingPage returns up to limit pending encoding ids of ws (every
-// workspace when empty), oldest request first, after cursor, and the
-// cursor of the next page ("" on the last). It costs O(log pending +
-// limit), whatever the number of records.
-func (f *feed) pendingPage(ws, cursor string, limit int) ([]string, string, error) {
+// pendingPage returns up to limit pending encoding ids of the workspaces
+// wss (every workspace when nil), oldest request first, after cursor, and
+// the cursor of the next page ("" on the last). It costs O(log pending +
+// limit) per workspace listed, whatever the number of records.
+func (f *feed) pendingPage(wss []string, cursor string, limit int) ([]string, string, error) {
 	after, err := decodeCursor(cursor)
 	if err != nil {
 		return nil, "", err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := f.all
-	if ws != "" {
-		s = f.byWS[ws]
+	var page []pendingKey
+	more := false
+	if wss == nil {
+		page, more = pageOf(f.all, after, cursor != "", limit)
+	} else {
+		// Each workspace's next limit entries, merged: the page is the
+		// first limit of them all.
+		for _, ws := range wss {
+			p, m := pageOf(f.byWS[ws], after, cursor != "", limit)
+			page, more = append(page, p...), more || m
+		}
+		if len(wss) > 1 {
+			slices.SortFunc(page, pendingKey.compare)
+			if len(page) > limit {
+				page, more = page[:limit], true
+			}
+		}
 	}
+	ids := make([]string, 0, len(page))
+	for _, k := range page {
+		ids = append(ids, k.id)
+	}
+	next := ""
+	if more && len(page) > 0 {
+		next = encodeCursor(page[len(page)-1])
+	}
+	return ids, next, nil
+}
+
+// pageOf returns up to limit entries of the sorted s after after (from
+// the start unless started), and whether more follow.
+func pageOf(s []pendingKey, after pendingKey, started bool, limit int) ([]pendingKey, bool) {
 	i := 0
-	if cursor != "" {
+	if started {
 		i, _ = slices.BinarySearchFunc(s, after, pendingKey.compare)
 		if i < len(s) && s[i].compare(after) == 0 {
 			i++
 		}
 	}
 	end := min(i+limit, len(s))
-	ids := make([]string, 0, end-i)
-	for _, k := range s[i:end] {
-		ids = append(ids, k.id)
-	}
-	next := ""
-	if end < len(s) && end > i {
-		next = encodeCursor(s[end-1])
-	}
-	return ids, next, nil
+	return s[i:end], end < len(s)
 }
 
 // A cursor is opaque to clients: the request time and id of the last

@@ -8,20 +8,21 @@ import (
 )
 
 type metrics struct {
-	events          *prometheus.CounterVec
-	resolved        *prometheus.CounterVec
-	outcomes        *prometheus.CounterVec
-	outboxErrors    prometheus.Counter
-	apiUnauthorized prometheus.Counter
-	waitersRefused  prometheus.Counter
-	apiRefused      prometheus.Counter
-	resolveDuration prometheus.Histogram
-	eventLag        prometheus.Histogram
-	handleDuration  *prometheus.HistogramVec
-	api             *prometheus.CounterVec
-	apiInFlight     prometheus.Gauge
-	deadlines       *prometheus.CounterVec
-	starts          *prometheus.CounterVec
+	events            *prometheus.CounterVec
+	resolved          *prometheus.CounterVec
+	workspaceResolved *prometheus.CounterVec
+	outcomes          *prometheus.CounterVec
+	outboxErrors      prometheus.Counter
+	apiUnauthorized   prometheus.Counter
+	waitersRefused    prometheus.Counter
+	apiRefused        prometheus.Counter
+	resolveDuration   prometheus.Histogram
+	eventLag          prometheus.Histogram
+	handleDuration    *prometheus.HistogramVec
+	api               *prometheus.CounterVec
+	apiInFlight       prometheus.Gauge
+	deadlines         *prometheus.CounterVec
+	starts            *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,6 +36,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cardwire_worker_encodings_resolved_total",
 			Help: "Encodings that reached a final status, by status and resolved_by.",
 		}, []string{"status", "resolved_by"}),
+		workspaceResolved: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "cardwire_worker_workspace_encodings_resolved_total",
+			Help: "Encodings that reached a final status, by configured workspace (its name, else its id; default without WORKSPACES_FILE, other for one no longer configured) and status.",
+		}, []string{"workspace", "status"}),
 		outcomes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "cardwire_worker_outcomes_published_total",
 			Help: "Record revisions the outbox published on ENCODING_EVENTS, by status (repeats the stream dropped as duplicates not counted).",

@@ -31,8 +31,7 @@ type seamAPI interface {
 type service struct {
 	store   *store.Store
 	timers  *scheduler
-	seam    seamAPI // nil: track-only
-	batch   *attemptBatcher
+	tenants *tenants
 	unindex *unindexer
 	limits  encoding.Limits
 	enrich  time.Duration
@@ -53,7 +52,7 @@ func (s *service) Register(ctx context.Context, req encoding.RegisterRequest, ke
 	if err := req.Validate(s.limits, s.now()); err != nil {
 		return encoding.Record{}, false, err
 	}
-	if req.Starts() && s.seam == nil {
+	if req.Starts() && s.tenants.seam(req.WorkspaceID) == nil {
 		return encoding.Record{}, false, encoding.ErrTrackOnly
 	}
 	idem := store.Idempotency{EncodingID: uuid.NewString(), Fingerprint: req.Fingerprint()}
@@ -384,7 +383,8 @@ func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (enc
 // an error only when a fetch was needed and failed (bounded by the enrich
 // timeout: the outcome is never held up longer).
 func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event) (*encoding.Card, error) {
-	if s.seam == nil {
+	client := s.tenants.seam(ev.WorkspaceID)
+	if client == nil {
 		return nil, nil
 	}
 	if eff, _ := encoding.EffectOf(ev.EventType); !eff.Success() {
@@ -397,7 +397,7 @@ func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event) (*e
 	if _, res, _ := encoding.Apply(rec, ev, s.limits.SkewMargin, s.now()); res != encoding.ResultMatched {
 		return nil, nil
 	}
-	card, err := s.fetchCard(ctx, rec.AcsCredentialID)
+	card, err := s.fetchCard(ctx, client, rec.AcsCredentialID)
 	if err != nil {
 		return nil, err
 	}
@@ -406,10 +406,10 @@ func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event) (*e
 
 // fetchCard reads a credential within the enrich timeout and fails unless
 // it has a card number.
-func (s *service) fetchCard(ctx context.Context, credentialID string) (encoding.Card, error) {
+func (s *service) fetchCard(ctx context.Context, client *tenantClient, credentialID string) (encoding.Card, error) {
 	fctx, cancel := context.WithTimeout(ctx, s.enrich)
 	defer cancel()
-	cred, err := s.seam.GetCredential(fctx, credentialID)
+	cred, err := client.api.GetCredential(fctx, credentialID)
 	if err != nil {
 		return encoding.Card{}, err
 	}
@@ -432,6 +432,7 @@ func cardOf(c seam.Credential) encoding.Card {
 func (s *service) resolved(rec encoding.Record, eventID string) {
 	s.unindex.remove(store.PendingOf(rec))
 	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
+	s.metrics.workspaceResolved.WithLabelValues(s.tenants.label(rec.WorkspaceID), string(rec.Status)).Inc()
 	s.metrics.resolveDuration.Observe(s.now().Sub(rec.RequestedAt).Seconds())
 	ev := s.log.Info()
 	if rec.Error != nil {

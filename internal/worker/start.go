@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cardwire/cardwire/internal/encoding"
@@ -42,10 +43,15 @@ func (s *service) start(ctx context.Context, rec encoding.Record) (encoding.Reco
 	defer cancel()
 	var attempt seam.ActionAttempt
 	var err error
-	if rec.AccessMethodID != "" {
-		attempt, err = s.seam.EncodeAccessMethod(ctx, rec.AcsEncoderID, rec.AccessMethodID)
-	} else {
-		attempt, err = s.seam.EncodeCredential(ctx, seam.EncodeRequest{AcsEncoderID: rec.AcsEncoderID, AcsCredentialID: rec.AcsCredentialID})
+	client := s.tenants.seam(rec.WorkspaceID)
+	switch {
+	case client == nil:
+		// Its credentials went with a reload after Register checked.
+		err = fmt.Errorf("%w: workspace %s has no Seam credentials any more", seam.ErrUnavailable, rec.WorkspaceID)
+	case rec.AccessMethodID != "":
+		attempt, err = client.api.EncodeAccessMethod(ctx, rec.AcsEncoderID, rec.AccessMethodID)
+	default:
+		attempt, err = client.api.EncodeCredential(ctx, seam.EncodeRequest{AcsEncoderID: rec.AcsEncoderID, AcsCredentialID: rec.AcsCredentialID})
 	}
 	var apiErr *seam.APIError
 	switch {

@@ -206,7 +206,7 @@ func (s *service) onDeadline(ctx context.Context, ws, id string, delivered uint6
 		}
 	case encoding.Extend:
 		s.metrics.deadlines.WithLabelValues(deadlineExtended).Inc()
-		log.Info().Time("deadline", d.Deadline).Bool("track_only", s.seam == nil).Msg("encoding still pending; deadline extended")
+		log.Info().Time("deadline", d.Deadline).Bool("track_only", s.tenants.seam(d.Record.WorkspaceID) == nil).Msg("encoding still pending; deadline extended")
 	case encoding.AskAgain:
 		s.metrics.deadlines.WithLabelValues(deadlineSeamError).Inc()
 		log.Warn().Dur("retry_in", d.Retry).Msg("reconcile: Seam unavailable; trying again")
@@ -229,14 +229,15 @@ func deadlineResult(r encoding.Record) string {
 // ask reads what Seam knows: the action attempt, or, when the encode call
 // never answered (no attempt id), whether the credential is issued.
 func (s *service) ask(ctx context.Context, rec encoding.Record) encoding.Answer {
-	if s.seam == nil {
+	client := s.tenants.seam(rec.WorkspaceID)
+	if client == nil {
 		return encoding.Answer{}
 	}
 	ans := encoding.Answer{Asked: true}
 	var err error
 	switch {
 	case rec.ActionAttemptID != "":
-		ans.Attempt, err = s.batch.Get(ctx, rec.ActionAttemptID)
+		ans.Attempt, err = client.batch.Get(ctx, rec.ActionAttemptID)
 		if err == nil && ans.Attempt.Status == seam.AttemptSuccess {
 			if cred, cerr := ans.Attempt.Credential(); cerr == nil {
 				ans.Card = cardOf(cred)
@@ -244,7 +245,7 @@ func (s *service) ask(ctx context.Context, rec encoding.Record) encoding.Answer 
 		}
 	case rec.AcsCredentialID != "":
 		var cred seam.Credential
-		cred, err = s.seam.GetCredential(ctx, rec.AcsCredentialID)
+		cred, err = client.api.GetCredential(ctx, rec.AcsCredentialID)
 		ans.Attempt.Status = seam.AttemptPending
 		if err == nil && cred.IsIssued && cred.IssuedAt != nil && !cred.IssuedAt.Before(rec.RequestedAt.Add(-s.limits.SkewMargin)) {
 			ans.Attempt.Status, ans.Card = seam.AttemptSuccess, cardOf(cred)
@@ -276,10 +277,11 @@ func (s *service) onEnrich(ctx context.Context, id string, delivered uint64) (ti
 	if err != nil {
 		return 0, err
 	}
-	if rec.Status != encoding.StatusIssued || rec.AcsCredentialID == "" || rec.CardNumber != "" || s.seam == nil {
+	client := s.tenants.seam(rec.WorkspaceID)
+	if rec.Status != encoding.StatusIssued || rec.AcsCredentialID == "" || rec.CardNumber != "" || client == nil {
 		return 0, nil
 	}
-	card, err := s.fetchCard(ctx, rec.AcsCredentialID)
+	card, err := s.fetchCard(ctx, client, rec.AcsCredentialID)
 	if err != nil {
 		if s.now().Sub(rec.RequestedAt) > s.limits.MaxAge {
 			s.log.Warn().Err(err).Str("encoding_id", id).Msg("card number not fetched; giving up")

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/store"
 	"github.com/cardwire/cardwire/internal/streams"
 )
@@ -29,8 +30,17 @@ type Options struct {
 	// Publisher, when set, is used instead of JS for publishing.
 	Publisher publisher
 	// Seam, when set, starts encodings, answers at deadlines and supplies
-	// card numbers. Without it the worker is track-only.
-	Seam       seamAPI
+	// card numbers. Without it the worker is track-only. Without
+	// Workspaces it serves every workspace with its own credentials; with
+	// Workspaces each workspace's requests go through a client With that
+	// workspace's credentials, sharing this one's rate limit (its own
+	// credentials may then be empty).
+	Seam *seam.Client
+	// Workspaces, when set, is the configuration of WORKSPACES_FILE in
+	// force: each workspace's Seam credentials, and API tokens scoped to
+	// workspaces (API.Token must then be empty). Without it, one
+	// workspace as the single-workspace variables configure it.
+	Workspaces directory
 	Registerer prometheus.Registerer
 	Log        zerolog.Logger
 	// Limits: the default workspace, skew margin, early TTL, confirm
@@ -100,6 +110,8 @@ func (o Options) Validate() error {
 		return errors.New("Options.Concurrency must be positive")
 	case o.HandleTimeout <= 0 || o.RetryDelay <= 0 || o.AckWait <= 0:
 		return errors.New("Options.HandleTimeout, RetryDelay and AckWait must be positive")
+	case o.Workspaces != nil && o.API.Token != "":
+		return errors.New("Options.API.Token must be empty with Options.Workspaces: the tokens are in WORKSPACES_FILE")
 	}
 	return o.API.Validate()
 }
@@ -159,10 +171,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	w := &Worker{o: o, log: o.Log}
 	w.svc = &service{store: store.New(bucket, bucketStream), timers: &scheduler{p: pub}, limits: o.Limits, enrich: o.EnrichTimeout,
 		metrics: m, log: o.Log.With().Str("component", "encoding").Logger(), now: o.Now}
-	if o.Seam != nil {
-		w.svc.seam = o.Seam
-		w.svc.batch = newAttemptBatcher(o.Seam, attemptBatchWindow, attemptBatchMax)
-	}
+	w.svc.tenants = newTenants(o.Workspaces, o.Seam)
 	observe := func(msg jetstream.Msg, d Disposition, took time.Duration) {
 		// The receiver's header names the type; only a message without one
 		// (published by something else) is read again for it.
