@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/catchup"
 	"github.com/cardwire/cardwire/internal/config"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/streams"
@@ -36,6 +38,7 @@ type cfg struct {
 	MaxInFlight     int
 	Owned           streams.WorkerOptions
 	Concurrency     int
+	Catchup         catchupCfg
 	HandleTimeout   time.Duration
 	ShutdownTimeout time.Duration
 }
@@ -79,6 +82,7 @@ func loadConfig(env *config.Env) cfg {
 	c.Owned.AckWait = env.Duration("WORKER_ACK_WAIT", c.Owned.AckWait)
 	c.Owned.MaxDeliver = env.Int("WORKER_MAX_DELIVER", c.Owned.MaxDeliver)
 	c.Concurrency = env.Int("WORKER_CONCURRENCY", 32)
+	c.Catchup = loadCatchup(env)
 	c.HandleTimeout = env.Duration("WORKER_HANDLE_TIMEOUT", 10*time.Second)
 	c.ShutdownTimeout = env.Duration("SHUTDOWN_TIMEOUT", 25*time.Second)
 	return c
@@ -127,6 +131,36 @@ func (c cfg) validate() error {
 		return errors.New("ENCODING_EARLY_TTL must be at least 1s")
 	}
 	return nil
+}
+
+// catchupCfg configures the catch-up from Seam's event log.
+type catchupCfg struct {
+	Enabled                     bool
+	Interval, Overlap, Lookback time.Duration
+	// EventTypes nil: every type.
+	EventTypes []string
+}
+
+func loadCatchup(env *config.Env) catchupCfg {
+	d := catchup.DefaultOptions()
+	c := catchupCfg{
+		Enabled:  env.Bool("CATCHUP_ENABLED", true),
+		Interval: env.Duration("CATCHUP_INTERVAL", d.Interval),
+		Overlap:  env.Duration("CATCHUP_OVERLAP", d.Overlap),
+		Lookback: env.Duration("CATCHUP_LOOKBACK", d.Lookback),
+	}
+	switch types := env.String("CATCHUP_EVENT_TYPES", ""); types {
+	case "":
+		c.EventTypes = d.EventTypes
+	case "*":
+	default:
+		for t := range strings.SplitSeq(types, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				c.EventTypes = append(c.EventTypes, t)
+			}
+		}
+	}
+	return c
 }
 
 // APIOpenOK reports whether the API may serve without a token: on a

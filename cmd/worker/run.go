@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/admin"
 	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/catchup"
 	"github.com/cardwire/cardwire/internal/config"
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/lifecycle"
@@ -85,8 +88,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	err = broker.WaitConnected(ctx, nc)
 	var owned streams.Owned
+	var catchupKV jetstream.KeyValue
 	if err == nil {
-		owned, err = prepareNATS(ctx, c, js, log)
+		owned, catchupKV, err = prepareNATS(ctx, c, js, log)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -131,6 +135,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Stopped after the API: registrations in flight finish first, then
 	// intake, timers and the outbox drain.
 	stopper.OnStop("consumers", w.Stop)
+	if c.Catchup.Enabled {
+		cu, err := newCatchup(c, js, catchupKV, dir, wo.Seam, reg, log)
+		if err != nil {
+			return fail(err)
+		}
+		if cu != nil {
+			runs, stopRuns := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); cu.Run(runs) }()
+			// Before the consumers: a run in progress ends, and the lease is
+			// given up while NATS is still there.
+			stopper.OnStop("catch-up", func(ctx context.Context) error {
+				stopRuns()
+				select {
+				case <-done:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}
+	}
 
 	apiLog := log.With().Str("component", "api").Logger()
 	apiServer := lifecycle.DefaultServerOptions()
@@ -162,6 +188,55 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Error().Err(runErr).Msg("admin listener failed; shutting down")
 	}
 	return errors.Join(runErr, stopper.Stop(c.ShutdownTimeout))
+}
+
+// newCatchup builds the catch-up: every workspace of WORKSPACES_FILE with
+// Seam credentials, or the single workspace of SEAM_API_KEY (which needs
+// SEAM_WORKSPACE_ID: the checkpoint and the events are that workspace's).
+// It returns nil when there is nothing to catch up on.
+func newCatchup(c cfg, js jetstream.JetStream, kv jetstream.KeyValue, dir *workspaces.Source, client *seam.Client, reg prometheus.Registerer, log zerolog.Logger) (*catchup.Catchup, error) {
+	o := catchup.DefaultOptions()
+	o.Publisher, o.Bucket, o.Registerer = js, kv, reg
+	o.Interval, o.Overlap, o.Lookback, o.EventTypes = c.Catchup.Interval, c.Catchup.Overlap, c.Catchup.Lookback, c.Catchup.EventTypes
+	o.Log = log.With().Str("component", "catchup").Logger()
+	host, _ := os.Hostname()
+	o.Holder = host + "/" + uuid.NewString()
+	switch {
+	case client == nil:
+		log.Info().Msg("catch-up off: no Seam credentials (track-only)")
+		return nil, nil
+	case dir != nil:
+		o.Workspaces = func() []catchup.Workspace {
+			cfg := dir.Current()
+			var out []catchup.Workspace
+			for _, id := range cfg.IDs() {
+				cred, ok := cfg.Seam(id)
+				if !ok {
+					continue // track-only: nothing to ask Seam with
+				}
+				wc, err := client.With(seam.Credentials{APIKey: cred.APIKey.Reveal(), WorkspaceID: cred.Workspace})
+				if err != nil {
+					continue
+				}
+				w, _ := cfg.Workspace(id)
+				out = append(out, catchup.Workspace{ID: id, Label: w.Label(), Seam: wc})
+			}
+			return out
+		}
+	case c.WorkspaceID == "":
+		log.Warn().Msg("catch-up off: set SEAM_WORKSPACE_ID to the workspace of SEAM_API_KEY to catch up on its events")
+		return nil, nil
+	default:
+		only := []catchup.Workspace{{ID: c.WorkspaceID, Label: "default", Seam: client}}
+		o.Workspaces = func() []catchup.Workspace { return only }
+	}
+	cu, err := catchup.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("CATCHUP_*: %w", err)
+	}
+	log.Info().Dur("interval", o.Interval).Dur("overlap", o.Overlap).Dur("lookback", o.Lookback).
+		Int("event_types", len(o.EventTypes)).Msg("catch-up on (one worker runs it at a time)")
+	return cu, nil
 }
 
 // openWorkspaces reads WORKSPACES_FILE, if set: a file that does not
@@ -201,18 +276,22 @@ func openWorkspaces(c cfg, reg prometheus.Registerer, log zerolog.Logger) (*work
 // prepareNATS creates or updates what
 // the worker owns, retrying until SEAM_EVENTS exists (the receiver creates
 // it) or ctx ends.
-func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (streams.Owned, error) {
+func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (streams.Owned, jetstream.KeyValue, error) {
 	var owned streams.Owned
+	var kv jetstream.KeyValue
 	err := lifecycle.Retry(ctx, 2*time.Second, func(ctx context.Context) (err error) {
-		owned, err = streams.EnsureWorker(ctx, js, c.Owned)
+		if owned, err = streams.EnsureWorker(ctx, js, c.Owned); err != nil {
+			return err
+		}
+		kv, err = streams.EnsureCatchup(ctx, js, c.Owned.Replicas)
 		return err
 	}, func(err error) {
 		log.Warn().Err(err).Msg("streams not ready (is the receiver up? it creates SEAM_EVENTS); retrying")
 	})
 	if err != nil {
-		return streams.Owned{}, fmt.Errorf("prepare streams: %w", err)
+		return streams.Owned{}, nil, fmt.Errorf("prepare streams: %w", err)
 	}
 	log.Info().Str("bucket", streams.EncodingsBucket).Str("stream", streams.OutcomesStream).
 		Str("consumer", streams.WorkerConsumer).Int("replicas", c.Owned.Replicas).Msg("streams ready")
-	return owned, nil
+	return owned, kv, nil
 }

@@ -180,13 +180,20 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 		return OutcomeInvalidSignature, reason
 	}
 
-	var subject string
+	var msg *nats.Msg
 	if err == nil {
-		subject, err = env.Subject()
+		msg, err = streams.EventMsg(body, streams.Event{EventID: env.EventID, EventType: env.EventType, WorkspaceID: env.WorkspaceID,
+			WebhookID: delivery.ID, WebhookTimestamp: delivery.Timestamp, Traceparent: r.Header.Get("Traceparent")})
+		if err != nil {
+			// A workspace id or event type that cannot be a subject token.
+			err = &EnvelopeError{Reason: QuarantineInvalidSubject, Detail: err.Error()}
+		}
 	}
 	var envErr *EnvelopeError
 	quarantined := errors.As(err, &envErr)
-	msg := newMsg(subject, body, delivery, env, envErr, r.Header.Get("Traceparent"))
+	if quarantined {
+		msg = streams.QuarantineMsg(body, delivery.ID, delivery.Timestamp, envErr.Reason, r.Header.Get("Traceparent"))
+	}
 	// Fields are added per log event rather than with log.With, which would
 	// copy the logger on every request even when nothing is logged.
 	fields := func(e *zerolog.Event) *zerolog.Event {
@@ -211,33 +218,6 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) (outcome, reas
 	rc.metrics.workspaceEvents.WithLabelValues(delivery.Workspace).Inc()
 	fields(log.Debug()).Str("outcome", OutcomeAccepted).Str("subject", msg.Subject).Msg("webhook stored")
 	return OutcomeAccepted, ""
-}
-
-// newMsg builds the message for a verified delivery: on subject with the
-// envelope headers, or, when envErr is set, on the quarantine subject with
-// the reason instead. The JetStream message id is the webhook id, so Svix's
-// retries are deduplicated by the stream. Header values share one backing
-// array: this runs for every webhook.
-func newMsg(subject string, body []byte, d Delivery, env Envelope, envErr *EnvelopeError, traceparent string) *nats.Msg {
-	vals := [...]string{d.ID, d.ID, d.Timestamp, streams.EventsStream, env.EventID, env.EventType, env.WorkspaceID, traceparent}
-	h := make(nats.Header, len(vals))
-	h[jetstream.MsgIDHeader] = vals[0:1:1]
-	h[streams.HeaderWebhookID] = vals[1:2:2]
-	h[streams.HeaderWebhookTimestamp] = vals[2:3:3]
-	// A stream that does not capture the subject must not store it silently.
-	h[jetstream.ExpectedStreamHeader] = vals[3:4:4]
-	if envErr != nil {
-		subject = streams.QuarantineSubject
-		h[streams.HeaderQuarantineReason] = []string{envErr.Reason}
-	} else {
-		h[streams.HeaderEventID] = vals[4:5:5]
-		h[streams.HeaderEventType] = vals[5:6:6]
-		h[streams.HeaderWorkspaceID] = vals[6:7:7]
-	}
-	if traceparent != "" && len(traceparent) <= 128 {
-		h[streams.HeaderTraceparent] = vals[7:8:8]
-	}
-	return &nats.Msg{Subject: subject, Data: body, Header: h}
 }
 
 // Reasons for OutcomeUnavailable.

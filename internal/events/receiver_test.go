@@ -32,7 +32,7 @@ func TestAcceptedEventIsStoredOnceWithHeaders(t *testing.T) {
 	m := h.last(t, "seam.events."+testWorkspace+".acs_credential.issued")
 	require.Equal(t, body, m.Data, "the body is stored unchanged")
 	want := map[string]string{
-		"Nats-Msg-Id":                  "msg_2Lh1accepted",
+		"Nats-Msg-Id":                  "evt:8d4f1a62-1f0c-4b5e-9d59-5a2b7c3e9f01",
 		streams.HeaderWebhookID:        "msg_2Lh1accepted",
 		streams.HeaderWebhookTimestamp: hdr.Get("svix-timestamp"),
 		streams.HeaderEventID:          "8d4f1a62-1f0c-4b5e-9d59-5a2b7c3e9f01",
@@ -46,6 +46,13 @@ func TestAcceptedEventIsStoredOnceWithHeaders(t *testing.T) {
 	require.EqualValues(t, 1, metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", events.OutcomeAccepted))
 	require.EqualValues(t, 2, metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", events.OutcomeDuplicate))
 	require.EqualValues(t, 1, metric(t, h.reg, "cardwire_receiver_events_total", "event_type", "acs_credential.issued"))
+
+	// The same event through a second webhook (a secret rotation: another
+	// webhook id, the other secret) is the same message.
+	second := signed(t, h.secrets[1], "msg_2Lh1otherhook", time.Now(), body)
+	require.Equal(t, http.StatusNoContent, h.post(t, second, body).Status)
+	require.EqualValues(t, 1, h.msgCount(t), "one event, however many webhooks deliver it")
+	require.EqualValues(t, 3, metric(t, h.reg, "cardwire_receiver_requests_total", "outcome", events.OutcomeDuplicate))
 }
 
 func TestEveryEventTypeIsAccepted(t *testing.T) {
@@ -73,7 +80,6 @@ func TestEveryEventTypeIsAccepted(t *testing.T) {
 
 func TestWebhookHeaderNamesAndRotation(t *testing.T) {
 	h := newHarness(t, nil)
-	body := golden(t, "acs_credential_issued.json")
 	other := newSecret(t)
 	withWebhookNames := func(src http.Header) http.Header {
 		out := http.Header{}
@@ -84,14 +90,14 @@ func TestWebhookHeaderNamesAndRotation(t *testing.T) {
 	}
 	testCases := []struct {
 		Name   string
-		Header func(id string) http.Header
+		Header func(id string, body []byte) http.Header
 	}{
-		{"first secret", func(id string) http.Header { return signed(t, h.secrets[0], id, time.Now(), body) }},
-		{"second secret", func(id string) http.Header { return signed(t, h.secrets[1], id, time.Now(), body) }},
-		{"webhook-* header names", func(id string) http.Header {
+		{"first secret", func(id string, body []byte) http.Header { return signed(t, h.secrets[0], id, time.Now(), body) }},
+		{"second secret", func(id string, body []byte) http.Header { return signed(t, h.secrets[1], id, time.Now(), body) }},
+		{"webhook-* header names", func(id string, body []byte) http.Header {
 			return withWebhookNames(signed(t, h.secrets[1], id, time.Now(), body))
 		}},
-		{"several v1 entries, one matches", func(id string) http.Header {
+		{"several v1 entries, one matches", func(id string, body []byte) http.Header {
 			good := signed(t, h.secrets[0], id, time.Now(), body)
 			bad := signed(t, other, id, time.Now(), body)
 			good.Set("svix-signature", bad.Get("svix-signature")+" v2,bm9wZQ== "+good.Get("svix-signature"))
@@ -101,7 +107,8 @@ func TestWebhookHeaderNamesAndRotation(t *testing.T) {
 	for i, c := range testCases {
 		t.Run(c.Name, func(t *testing.T) {
 			before := h.msgCount(t)
-			a := h.post(t, c.Header(fmt.Sprintf("msg_rot%d", i)), body)
+			body := eventFor(t, testWorkspace)
+			a := h.post(t, c.Header(fmt.Sprintf("msg_rot%d", i), body), body)
 			require.Equal(t, http.StatusNoContent, a.Status)
 			require.Equal(t, before+1, h.msgCount(t))
 		})

@@ -27,6 +27,11 @@ const (
 	PathListEncoders        = "/acs/encoders/list"
 	PathSimulateWillFail    = "/acs/encoders/simulate/next_credential_encode_will_fail"
 	PathSimulateWillSucceed = "/acs/encoders/simulate/next_credential_encode_will_succeed"
+	PathListEvents          = "/events/list"
+	PathCreateWebhook       = "/webhooks/create"
+	PathListWebhooks        = "/webhooks/list"
+	PathGetWebhook          = "/webhooks/get"
+	PathDeleteWebhook       = "/webhooks/delete"
 	maxRequestBody          = 1 << 20
 	defaultSimulatedError   = "no_credential_on_encoder"
 )
@@ -61,6 +66,16 @@ type request struct {
 	AcsSystemID      string   `json:"acs_system_id"`
 	AcsSystemIDs     []string `json:"acs_system_ids"`
 	ErrorCode        string   `json:"error_code"`
+	// /events/list; a nil Since or Between was not given.
+	Since      *string  `json:"since"`
+	Between    []string `json:"between"`
+	EventType  string   `json:"event_type"`
+	EventTypes []string `json:"event_types"` // also /webhooks/create
+	Limit      *float64 `json:"limit"`
+	Offset     *float64 `json:"unstable_offset"`
+	// /webhooks/*
+	URL       string `json:"url"`
+	WebhookID string `json:"webhook_id"`
 }
 
 // envelope is a success answer without its "ok".
@@ -78,6 +93,11 @@ func (s *Sim) routes() map[string]route {
 		PathListEncoders:        s.listEncoders,
 		PathSimulateWillFail:    s.simulateFail,
 		PathSimulateWillSucceed: s.simulateSucceed,
+		PathListEvents:          s.listEvents,
+		PathCreateWebhook:       s.createWebhook,
+		PathListWebhooks:        s.listWebhooks,
+		PathGetWebhook:          s.getWebhook,
+		PathDeleteWebhook:       s.deleteWebhook,
 	}
 }
 
@@ -292,8 +312,9 @@ func (s *Sim) encode(r request, accessRoute bool) (envelope, *apiError) {
 	return envelope{"action_attempt": answer}, nil
 }
 
-// resolve ends an attempt: an error (no webhook, as with Seam) or success,
-// which issues the credential and sends the webhook as the knobs say.
+// resolve ends an attempt: an error (no event, as with Seam) or success,
+// which issues the credential, logs the event and sends it to every webhook
+// that wants it, as the knobs say.
 func (s *Sim) resolve(p plan) {
 	s.mu.Lock()
 	a := s.attempts[p.attemptID]
@@ -330,25 +351,36 @@ func (s *Sim) resolve(p plan) {
 		ev.EventType = "acs_credential." + verb
 		ev.AcsCredentialID = c.id
 	}
+	body, _ := json.Marshal(ev)
+	// The log and every webhook share these bytes: /events/list answers
+	// exactly what was (or would have been) delivered.
+	s.events = append(s.events, loggedEvent{createdAt: ev.CreatedAt, eventType: ev.EventType, body: body})
+	var to []*hook
+	for _, h := range s.hooks {
+		if h.wants(ev.EventType) {
+			to = append(to, h)
+		}
+	}
 	s.mu.Unlock()
 
 	log := s.o.Log.With().Str("action_attempt_id", p.attemptID).Str("event_id", ev.EventID).Str("event_type", ev.EventType).Logger()
 	log.Info().Str("card_number", card).Msg("encode succeeded")
-	if s.signer == nil || p.drop {
+	if len(to) == 0 || p.drop {
 		log.Info().Bool("dropped", p.drop).Msg("no webhook")
 		return
 	}
-	body, _ := json.Marshal(ev)
 	n := 1
 	if p.duplicate {
 		n = 2
 	}
-	for range n {
-		m := message{id: newMessageID(), body: body, eventID: ev.EventID, eventType: ev.EventType}
-		if p.early {
-			s.send(m, 0)
-		} else {
-			s.after(p.delay, func() { s.send(m, 0) })
+	for _, h := range to {
+		for range n {
+			m := message{id: newMessageID(), hook: h, body: body, eventID: ev.EventID, eventType: ev.EventType}
+			if p.early {
+				s.send(m, 0)
+			} else {
+				s.after(p.delay, func() { s.send(m, 0) })
+			}
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -46,32 +47,50 @@ type delivery struct {
 	body  []byte
 	event map[string]any
 	at    time.Time
+	// secret is the one trusted secret the signature verifies with.
+	secret string
 }
 
 // receiver is an httptest webhook endpoint that verifies every POST with
-// the svix library and hands it to the test on a channel before answering.
+// the svix library against the secrets it trusts and hands it to the test
+// on a channel before answering.
 type receiver struct {
 	srv *httptest.Server
 	got chan delivery
 
-	mu     sync.Mutex
-	posts  int
-	answer func(n int, w http.ResponseWriter, r *http.Request) // n counts POSTs from 1; nil answers 204
+	mu      sync.Mutex
+	secrets []string
+	posts   int
+	answer  func(n int, w http.ResponseWriter, r *http.Request) // n counts POSTs from 1; nil answers 204
 }
 
-func newReceiver(t *testing.T, secret string) *receiver {
+// newReceiver trusts secrets; trust adds more (the secret of a webhook made
+// with /webhooks/create is known only once the receiver's URL is).
+func newReceiver(t *testing.T, secrets ...string) *receiver {
 	t.Helper()
-	wh, err := svix.NewWebhook(secret)
-	require.NoError(t, err)
-	rc := &receiver{got: make(chan delivery, 64)}
+	rc := &receiver{got: make(chan delivery, 64), secrets: secrets}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		if err := wh.Verify(body, r.Header); err != nil {
-			t.Errorf("webhook does not verify: %v", err)
+		rc.mu.Lock()
+		trusted := slices.Clone(rc.secrets)
+		rc.mu.Unlock()
+		var verified []string
+		for _, secret := range trusted {
+			wh, err := svix.NewWebhook(secret)
+			if err != nil {
+				t.Errorf("trusted secret: %v", err)
+				continue
+			}
+			if wh.Verify(body, r.Header) == nil {
+				verified = append(verified, secret)
+			}
+		}
+		if len(verified) != 1 {
+			t.Errorf("webhook %s verifies with %d of the %d trusted secrets, want exactly 1", r.Header.Get("svix-id"), len(verified), len(trusted))
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -86,7 +105,7 @@ func newReceiver(t *testing.T, secret string) *receiver {
 		rc.posts++
 		n, answer := rc.posts, rc.answer
 		rc.mu.Unlock()
-		rc.got <- delivery{id: r.Header.Get("svix-id"), body: body, event: ev, at: time.Now()}
+		rc.got <- delivery{id: r.Header.Get("svix-id"), body: body, event: ev, at: time.Now(), secret: verified[0]}
 		if answer != nil {
 			answer(n, w, r)
 			return
@@ -96,6 +115,15 @@ func newReceiver(t *testing.T, secret string) *receiver {
 	t.Cleanup(rc.srv.Close)
 	return rc
 }
+
+func (rc *receiver) trust(secret string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.secrets = append(rc.secrets, secret)
+}
+
+// url is where a webhook to this receiver points.
+func (rc *receiver) url() string { return rc.srv.URL + "/webhooks/seam" }
 
 func (rc *receiver) setAnswer(f func(n int, w http.ResponseWriter, r *http.Request)) {
 	rc.mu.Lock()
@@ -127,20 +155,21 @@ func (rc *receiver) none(t *testing.T) {
 
 // env is a Sim behind an httptest server, sending webhooks to a receiver.
 type env struct {
-	sim *seamsim.Sim
-	api *httptest.Server
-	rc  *receiver
+	sim    *seamsim.Sim
+	api    *httptest.Server
+	rc     *receiver
+	secret string // the first webhook's (Options.WebhookSecret)
 }
 
 // newEnv starts a Sim with test options; configure may change them.
 func newEnv(t *testing.T, configure func(*seamsim.Options)) *env {
 	t.Helper()
 	secret := newSecret(t)
-	e := &env{rc: newReceiver(t, secret)}
+	e := &env{rc: newReceiver(t, secret), secret: secret}
 	o := seamsim.Options{
 		APIKey:        apiKey,
 		WorkspaceID:   workspace,
-		WebhookURL:    e.rc.srv.URL + "/webhooks/seam",
+		WebhookURL:    e.rc.url(),
 		WebhookSecret: secret,
 		EncodeDelay:   20 * time.Millisecond,
 		RetryDelays:   []time.Duration{10 * time.Millisecond, 20 * time.Millisecond},
@@ -157,6 +186,15 @@ func newEnv(t *testing.T, configure func(*seamsim.Options)) *env {
 	t.Cleanup(e.api.Close)
 	t.Cleanup(sim.Close)
 	return e
+}
+
+// newAPI serves sim; the Sim stops before the server closes.
+func newAPI(t *testing.T, sim *seamsim.Sim) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(sim.Close)
+	return srv
 }
 
 // answer is one API answer.

@@ -7,6 +7,14 @@
 // (or access_method.issued/reissued) webhooks signed with the svix library,
 // redelivering with the same svix-id on failure as Svix does.
 //
+// It keeps every event it makes in the workspace's event log, served by
+// /events/list, whatever became of its webhook. Webhooks are managed with
+// /webhooks/create, list, get and delete; Options.WebhookURL is the first.
+// Each event goes to every webhook that subscribes to its type, as its own
+// message (its own svix-id) signed with that webhook's secret: with two
+// webhooks to one URL, as during a secret rotation, the receiver gets the
+// same body twice.
+//
 // Knobs make the next encode or request misbehave the way the real service
 // can: a dropped, duplicated, delayed or early webhook, an attempt that never
 // resolves, a failed encode (which, as in Seam, sends no webhook), an error
@@ -54,9 +62,11 @@ type Options struct {
 	// WorkspaceID is the workspace_id of everything the Sim creates and of
 	// its webhooks; a random UUID when empty.
 	WorkspaceID string
-	// WebhookURL is where signed webhooks are POSTed; empty means none.
+	// WebhookURL is the first webhook (for every event type): where signed
+	// webhooks are POSTed; empty means none until /webhooks/create.
 	WebhookURL string
-	// WebhookSecret (whsec_…) signs the webhooks; required with WebhookURL.
+	// WebhookSecret (whsec_…) signs the first webhook's messages; required
+	// with WebhookURL.
 	WebhookSecret string
 	// EncodeDelay is the time from an encode call to its attempt resolving;
 	// DefaultEncodeDelay when zero.
@@ -103,10 +113,18 @@ func validateShared(prefix string, encodeDelay time.Duration, retryDelays []time
 		}
 	}
 	if webhookURL != "" {
-		u, err := url.Parse(webhookURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%s.WebhookURL must be an absolute http(s) URL, got %q", prefix, webhookURL)
+		if err := checkWebhookURL(webhookURL); err != nil {
+			return fmt.Errorf("%s.WebhookURL %w", prefix, err)
 		}
+	}
+	return nil
+}
+
+// checkWebhookURL refuses what cannot be POSTed to.
+func checkWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("must be an absolute http(s) URL, got %q", raw)
 	}
 	return nil
 }
@@ -126,7 +144,6 @@ func validateSecret(name, secret string) error {
 // Sim is a fake Seam workspace. Its methods are safe for concurrent use.
 type Sim struct {
 	o                  Options
-	signer             *svix.Webhook // nil: no webhooks
 	client             *http.Client
 	transport          *http.Transport
 	systemID           string // every encoder and credential is in one access system
@@ -145,6 +162,8 @@ type Sim struct {
 	creds    map[string]*credential
 	methods  map[string]*accessMethod
 	attempts map[string]*seam.ActionAttempt
+	events   []loggedEvent // creation order
+	hooks    []*hook       // creation order; Options.WebhookURL first
 	calls    map[string]int
 	authed   map[authCall]int // calls that reached the workspace, by credentials
 	fail     map[string][]failure
@@ -223,7 +242,8 @@ func newSim(o Options) *Sim {
 		fail:               map[string][]failure{},
 	}
 	if o.WebhookURL != "" {
-		s.signer, _ = svix.NewWebhook(o.WebhookSecret) // checked by Validate
+		h, _ := newHook(o.WebhookURL, nil, o.WebhookSecret) // checked by Validate
+		s.hooks = append(s.hooks, h)
 	}
 	s.transport = http.DefaultTransport.(*http.Transport).Clone()
 	// Svix gives a receiver 15s to answer.
@@ -367,10 +387,12 @@ func (s *Sim) CallsWith(path string, auth Auth) int {
 // WorkspaceID is the workspace the Sim stands for.
 func (s *Sim) WorkspaceID() string { return s.o.WorkspaceID }
 
-// Delivered is how many webhook POSTs were answered 2xx.
+// Delivered is how many webhook POSTs were answered 2xx, to every
+// webhook together.
 func (s *Sim) Delivered() int { return int(s.delivered.Load()) }
 
-// DropNextWebhook makes the next encode succeed without a webhook.
+// DropNextWebhook makes the next encode succeed without a webhook (to any
+// of the webhooks); its event is still in the event log.
 func (s *Sim) DropNextWebhook() { s.setKnob(func(k *knobs) { k.drop = true }) }
 
 // DuplicateNextWebhook makes the next encode's webhook arrive twice: two

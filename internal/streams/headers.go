@@ -1,8 +1,10 @@
 package streams
 
 // Header keys set on every message in EventsStream. The JetStream message id
-// (Nats-Msg-Id) is the webhook id as well; these copies keep it readable after
-// the dedupe window has passed.
+// (Nats-Msg-Id) is evt:<event_id> (the webhook id for a quarantined
+// delivery); Seam-Event-Id keeps the event id readable after the dedupe
+// window has passed, for subscribers to apply each event once. The webhook
+// headers are absent from events the catch-up stored.
 const (
 	HeaderWebhookID        = "Seam-Webhook-Id"
 	HeaderWebhookTimestamp = "Seam-Webhook-Timestamp"

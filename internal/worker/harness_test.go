@@ -229,15 +229,13 @@ func (e *env) trySeamEvent(eventType, workspace, subjectID string, occurred time
 	if err != nil {
 		return "", err
 	}
-	subj, err := streams.EventSubject(workspace, eventType)
+	msg, err := streams.EventMsg(body, streams.Event{EventID: eventID, EventType: eventType, WorkspaceID: workspace, WebhookID: "msg_" + uuid.NewString()})
 	if err != nil {
 		return "", err
 	}
-	msg := nats.NewMsg(subj)
-	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, "msg_"+uuid.NewString())
-	msg.Header.Set(streams.HeaderEventID, eventID)
-	msg.Header.Set(streams.HeaderEventType, eventType)
+	// Every copy is stored: as one that came after the stream's duplicate
+	// window (which the worker must apply once all the same).
+	msg.Header.Set(jetstream.MsgIDHeader, "evt:"+eventID+":"+uuid.NewString())
 	_, err = e.js.PublishMsg(context.Background(), msg)
 	return eventID, err
 }

@@ -142,8 +142,8 @@ func TestClusterScaleOut(t *testing.T) {
 	// (a) Every webhook answered 2xx is stored exactly once, and nothing else.
 	stored := map[string]int{}
 	for _, m := range readStream(t, ctx, js, streams.EventsStream) {
-		id := m.Headers().Get(jetstream.MsgIDHeader)
-		require.Equal(t, id, m.Headers().Get(streams.HeaderWebhookID), "message %s", m.Subject())
+		id := m.Headers().Get(streams.HeaderWebhookID)
+		require.Equal(t, streams.EventMsgIDPrefix+m.Headers().Get(streams.HeaderEventID), m.Headers().Get(jetstream.MsgIDHeader), "message %s", m.Subject())
 		require.Equal(t, "seam.events."+ws+".acs_credential.issued", m.Subject(), "webhook %s", id)
 		stored[id]++
 	}

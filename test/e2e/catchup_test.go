@@ -1,0 +1,69 @@
+package e2e_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardwire/cardwire/internal/catchup"
+	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/promtest"
+	"github.com/cardwire/cardwire/internal/seam"
+	"github.com/cardwire/cardwire/internal/streams"
+)
+
+// An encode whose webhook never reached the receiver is settled by the
+// catch-up finding its event in Seam's log, stored once; an event that
+// came by webhook is found again as already stored.
+func TestCatchupSettlesWhatTheWebhooksMissed(t *testing.T) {
+	s := newSeamStack(t, false)
+	w := s.worker(t, workerOpts{confirm: time.Hour, maxAge: 2 * time.Hour}) // no deadline in the way
+	ctx := t.Context()
+	co := seam.DefaultOptions()
+	co.BaseURL, co.APIKey, co.Registerer = s.simURL, simKey, prometheus.NewRegistry()
+	client, err := seam.New(co)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	o := catchup.DefaultOptions()
+	o.Publisher, o.Registerer, o.Holder = s.js, reg, "e2e"
+	o.Workspaces = func() []catchup.Workspace { return []catchup.Workspace{{ID: ws, Label: "default", Seam: client}} }
+	cu, err := catchup.New(o)
+	require.NoError(t, err)
+	window := func() catchup.Report {
+		rep, err := cu.Window(ctx, o.Workspaces()[0], time.Now().Add(-time.Minute), time.Now())
+		require.NoError(t, err)
+		return rep
+	}
+
+	// By webhook: settled; the catch-up finds it stored.
+	status, byHook, body := w.start(t, uuid.NewString(), uuid.NewString(), "")
+	require.Equal(t, http.StatusAccepted, status, body)
+	require.Equal(t, encoding.StatusIssued, w.final(t, byHook.EncodingID).Status)
+	require.Equal(t, catchup.Report{Found: 1, AlreadyStored: 1}, window())
+
+	// Missed: the webhook is dropped (the receiver was down); only the
+	// catch-up stores the event, and the worker settles the encoding.
+	s.sim.DropNextWebhook()
+	status, missed, body := w.start(t, uuid.NewString(), uuid.NewString(), "")
+	require.Equal(t, http.StatusAccepted, status, body)
+	// The simulator logs the event when the encode resolves and drops its
+	// webhook; it signals neither, so its log is watched.
+	require.Eventually(t, func() bool { return len(s.sim.Events()) == 2 }, 10*time.Second, 5*time.Millisecond)
+	require.Equal(t, catchup.Report{Found: 2, Missed: 1, AlreadyStored: 1}, window())
+	got := w.final(t, missed.EncodingID)
+	require.Equal(t, encoding.StatusIssued, got.Status)
+	require.Equal(t, encoding.ResolvedByWebhook, got.ResolvedBy, "settled by its event, as if the webhook had come")
+
+	st, err := s.js.Stream(ctx, streams.EventsStream)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, info.State.Msgs, "each event stored once")
+	mfs, err := promtest.Gather(reg)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, mfs.Value("cardwire_catchup_events_total", "result", "missed"))
+}
