@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,11 +17,15 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/logtest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
+	"github.com/cardwire/cardwire/internal/seam"
+	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -411,4 +416,42 @@ func TestRunRefusesReloadThatOpensPublicAPI(t *testing.T) {
 	require.Contains(t, bad["error"], "api_tokens is empty")
 	require.Equal(t, http.StatusUnauthorized, callAPI(t, http.MethodPost, encodings, "", trackOnly("ws-a")).Status, "still closed")
 	require.Equal(t, http.StatusCreated, callAPI(t, http.MethodPost, encodings, token, trackOnly("ws-a")).Status)
+}
+
+// The worker runs the catch-up: an event Seam made whose webhook never
+// came is found in Seam's log at start-up and stored in SEAM_EVENTS.
+func TestRunCatchesUpFromSeamsEventLog(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
+	const key, wsID = "seam_test_catchup", "ws-catchup"
+	sim, err := seamsim.New(seamsim.Options{APIKey: key, WorkspaceID: wsID, EncodeDelay: time.Millisecond, Log: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	simSrv := httptest.NewServer(sim.Handler())
+	t.Cleanup(simSrv.Close)
+	co := seam.DefaultOptions()
+	co.BaseURL, co.APIKey, co.Registerer = simSrv.URL, key, prometheus.NewRegistry()
+	client, err := seam.New(co)
+	require.NoError(t, err)
+	// No webhook at all: the event is only in Seam's log.
+	attempt, err := client.EncodeCredential(t.Context(), seam.EncodeRequest{AcsEncoderID: uuid.NewString(), AcsCredentialID: uuid.NewString()})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(sim.Events()) == 1 }, 10*time.Second, 5*time.Millisecond, "attempt %s resolved", attempt.ActionAttemptID)
+
+	logs := logtest.NewSink()
+	env := map[string]string{
+		"NATS_URL": srv.ClientURL(), "WORKER_API_ADDR": "127.0.0.1:0", "ADMIN_ADDR": "127.0.0.1:0",
+		"SEAM_API_KEY": key, "SEAM_API_URL": simSrv.URL, "SEAM_WORKSPACE_ID": wsID,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logs) }()
+	t.Cleanup(func() { cancel(); <-done })
+	found := logs.Wait(t, "catch-up stored an event the webhooks had missed", "catchup")
+	require.Equal(t, wsID, found["workspace_id"])
+	admin := logs.Wait(t, "listening", "admin")["addr"].(string)
+	mfs := scrape(admin)
+	require.Equal(t, 1.0, mfs.Value("cardwire_catchup_events_total", "result", "missed"))
+	require.Equal(t, 1.0, mfs.Value("cardwire_catchup_lease_held"))
 }
