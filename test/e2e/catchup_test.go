@@ -2,17 +2,23 @@ package e2e_test
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/catchup"
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/seam"
+	"github.com/cardwire/cardwire/internal/seamsim"
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
@@ -66,4 +72,64 @@ func TestCatchupSettlesWhatTheWebhooksMissed(t *testing.T) {
 	mfs, err := promtest.Gather(reg)
 	require.NoError(t, err)
 	require.Equal(t, 1.0, mfs.Value("cardwire_catchup_events_total", "result", "missed"))
+}
+
+// During a secret rotation Seam sends every event through two webhooks,
+// each with its own webhook id and secret: the event is stored once, and
+// its encoding settles once.
+func TestRotationsSecondWebhookStoresEachEventOnce(t *testing.T) {
+	ctx := t.Context()
+	srv := natstest.RunJetStream(t)
+	_, js := natstest.Connect(t, srv.ClientURL())
+	var receiver atomic.Value // http.Handler, once its secrets are known
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		receiver.Load().(http.Handler).ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	oldSecret := newSecret()
+	sim, err := seamsim.New(seamsim.Options{APIKey: simKey, WorkspaceID: ws, WebhookURL: front.URL + events.Path, WebhookSecret: oldSecret,
+		EncodeDelay: 20 * time.Millisecond, Log: zerolog.Nop()})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	simSrv := httptest.NewServer(sim.Handler())
+	t.Cleanup(simSrv.Close)
+	co := seam.DefaultOptions()
+	co.BaseURL, co.APIKey, co.Registerer = simSrv.URL, simKey, prometheus.NewRegistry()
+	client, err := seam.New(co)
+	require.NoError(t, err)
+	// The rotation's first step: a second webhook to the same endpoint.
+	second, err := client.CreateWebhook(ctx, front.URL+events.Path, nil)
+	require.NoError(t, err)
+	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
+	verifier, err := events.NewVerifier([]string{oldSecret, second.Secret}, 5*time.Minute)
+	require.NoError(t, err)
+	ro := events.DefaultOptions()
+	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
+	rc, err := events.NewReceiver(ro)
+	require.NoError(t, err)
+	receiver.Store(rc.Routes())
+
+	s := &seamStack{nats: srv, sim: sim, simURL: simSrv.URL, js: js, outcomes: &outcomes{changed: make(chan struct{})}}
+	w := s.worker(t, workerOpts{confirm: time.Hour, maxAge: 2 * time.Hour})
+	s.outcomes.follow(t, js)
+	status, rec, body := w.start(t, uuid.NewString(), uuid.NewString(), "")
+	require.Equal(t, http.StatusAccepted, status, body)
+	require.Equal(t, encoding.StatusIssued, w.final(t, rec.EncodingID).Status)
+	// Both deliveries answered 2xx (the second as a duplicate).
+	require.Eventually(t, func() bool { return sim.Delivered() == 2 }, 10*time.Second, 5*time.Millisecond)
+
+	st, err := js.Stream(ctx, streams.EventsStream)
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.State.Msgs, "one event, two webhooks")
+	s.outcomes.mu.Lock()
+	defer s.outcomes.mu.Unlock()
+	issued := 0
+	for _, r := range s.outcomes.recs {
+		if r.EncodingID == rec.EncodingID && r.Status == encoding.StatusIssued {
+			issued++
+		}
+	}
+	require.Equal(t, 1, issued, "settled once")
 }
