@@ -2,7 +2,9 @@
 #   docker build --build-arg BINARY=webhook-receiver -t cardwire/webhook-receiver .
 #   docker build --build-arg BINARY=worker -t cardwire/worker .
 # (`make image` builds both.) The result is a static binary on distroless,
-# running as the nonroot user, with CA certificates and no shell.
+# running as the nonroot user, with CA certificates and no shell. Every image
+# also holds the operator CLI, /cardwire, which reads the same environment:
+#   kubectl exec deploy/worker -- /cardwire deadletters list
 ARG GO_VERSION=1.26
 
 FROM golang:${GO_VERSION} AS build
@@ -14,9 +16,13 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
       -ldflags "-s -w -X github.com/cardwire/cardwire/internal/lifecycle.version=${VERSION}" \
-      -o /out/app ./cmd/${BINARY}
+      -o /out/app ./cmd/${BINARY} && \
+    CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+      -ldflags "-s -w -X github.com/cardwire/cardwire/internal/lifecycle.version=${VERSION}" \
+      -o /out/cardwire ./cmd/cardwire
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/app /app
+COPY --from=build /out/cardwire /cardwire
 USER 65532:65532
 ENTRYPOINT ["/app"]

@@ -7,14 +7,14 @@ BIN      := bin
 VERSION  ?= dev
 IMAGE_PREFIX ?= ghcr.io/cardwire
 
-.PHONY: image build test test-only lint bench fuzz run demo send register tail outcomes clean
+.PHONY: image build test test-only lint bench fuzz run demo demo-outage send register tail outcomes clean
 
-## build: compile every binary into ./bin (the NATS server included, for make run)
+## build: compile every binary into ./bin (the operator CLI bin/cardwire, and the NATS server for make run)
 build:
 	$(GO) build -ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=$(VERSION)" -o $(BIN)/ ./cmd/...
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
-## image: container images of the receiver and the worker (needs a running Docker engine)
+## image: container images of the receiver and the worker, each with the operator CLI /cardwire (needs a running Docker engine)
 image:
 	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (docker info failed); start one, or build on a machine that has one"; exit 1; }
 	for b in webhook-receiver worker; do \
@@ -71,6 +71,10 @@ tail:
 ## demo: with make run up, start a succeeding and a failing encoding in each workspace and print their outcomes and latency
 demo:
 	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev demo -workspace '$(WORKSPACE)'
+
+## demo-outage: with make run up, stop the receiver, encode a card in the first workspace (WORKSPACE=), start the receiver again and show the catch-up storing the missed event and settling the encoding
+demo-outage:
+	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev demo-outage -workspace '$(WORKSPACE)'
 
 ## outcomes: print encoding outcomes from ENCODING_EVENTS
 outcomes:

@@ -31,7 +31,34 @@ unset SEAM_WEBHOOK_SECRET SEAM_WEBHOOK_SECRET_FILE SEAM_API_KEY SEAM_API_KEY_FIL
 export WORKSPACES_FILE="$ws_file"
 export NATS_URL="nats://127.0.0.1:${NATS_PORT:-4222}"
 export LOG_FORMAT="${LOG_FORMAT:-console}"
-bin/webhook-receiver &
+# The receiver runs under a small supervisor, so that make demo-outage can
+# take it down and bring it back: while $receiver_down exists the receiver
+# is stopped (SIGTERM, as a pod is), and it is started again once the file
+# is gone. A receiver that exits on its own ends make run, as any part does.
+receiver_down=.data/receiver.down
+rm -f "$receiver_down"
+supervise_receiver() {
+  local pid=""
+  trap '[ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null; wait "$pid"; }; exit 0' TERM
+  while :; do
+    if [ -e "$receiver_down" ]; then
+      if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" || true
+        pid=""
+        echo "run.sh: receiver stopped ($receiver_down exists)" >&2
+      fi
+    elif [ -z "$pid" ]; then
+      bin/webhook-receiver &
+      pid=$!
+    elif ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" # exited on its own: its status ends the supervisor
+      exit
+    fi
+    sleep 0.2
+  done
+}
+supervise_receiver &
 pids+=($!)
 
 # The Seam simulator: Seam's API on :8090 for every workspace of the file,
@@ -41,9 +68,10 @@ pids+=($!)
 
 # The worker waits for SEAM_EVENTS (the receiver creates it). Its API listens
 # on loopback only, so it needs no token here (the file has no api_tokens).
-# A short first deadline keeps the demo's failure quick.
+# A short first deadline keeps the demo's failure quick, and a short
+# catch-up interval lets make demo-outage show the catch-up within seconds.
 WORKER_API_ADDR=127.0.0.1:8081 SEAM_API_URL=http://127.0.0.1:8090 ENCODING_CONFIRM_TIMEOUT=10s \
-  bin/worker &
+  CATCHUP_INTERVAL="${CATCHUP_INTERVAL:-10s}" bin/worker &
 pids+=($!)
 
 cat <<MSG
@@ -58,6 +86,7 @@ $(bin/cardwire-dev workspaces -list | sed 's/^/      /')
 
   In another terminal:
     make demo                  in each workspace, start a succeeding and a failing encoding; print outcomes and latency
+    make demo-outage           stop the receiver, encode a card, start it again: the catch-up (every ${CATCHUP_INTERVAL:-10s}) settles it
     make tail                  watch events arrive in SEAM_EVENTS
     make outcomes              watch encoding outcomes on ENCODING_EVENTS
     make register CRED=card-1  register a pending encoding for credential card-1 (in Hotel Aurora)

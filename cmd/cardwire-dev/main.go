@@ -1,7 +1,8 @@
 // Command cardwire-dev is the local-stack helper: it makes a webhook secret
 // or a development WORKSPACES_FILE, sends correctly signed sample Seam
-// events to a receiver, and prints what arrives in SEAM_EVENTS. It is for development only; nothing in production
-// runs it.
+// events to a receiver, prints what arrives in SEAM_EVENTS, and runs the
+// demos of make demo and make demo-outage against make run's stack. It is
+// for development only; nothing in production runs it.
 package main
 
 import (
@@ -32,9 +33,11 @@ commands:
   send        sign a sample Seam event with the svix library and POST it to the receiver
   register    register a pending encoding with the local worker's API
   demo        start a succeeding and a failing encoding (in each workspace) through the worker and the Seam simulator
+  demo-outage with make run up: stop the receiver, start an encoding (in the first workspace), start the
+              receiver again once the webhook has failed, and show the catch-up settling it
   tail        print every message that arrives in SEAM_EVENTS (or -stream ENCODING_EVENTS)
 
-With WORKSPACES_FILE set, send, register and demo take the workspace from it:
+With WORKSPACES_FILE set, send, register, demo and demo-outage take the workspace from it:
 -workspace names one by id or name (send signs with its secret).
 
 Run "cardwire-dev <command> -h" for a command's flags.`
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return sendCmd(ctx, args[1:], getenv, stdout)
 	case "demo":
 		return demoCmd(ctx, args[1:], getenv, stdout)
+	case "demo-outage":
+		return outageCmd(ctx, args[1:], getenv, stdout)
 	case "register":
 		return registerCmd(ctx, args[1:], getenv, stdout)
 	case "tail":

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/broker"
+	"github.com/cardwire/cardwire/internal/catchup"
 	"github.com/cardwire/cardwire/internal/events"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/seam"
@@ -39,6 +41,9 @@ func TestAlertsCoverWhatOperatorsNeed(t *testing.T) {
 		{"dead-lettered events", []string{"cardwire_worker_events_total", `result="dead_lettered"`}},
 		{"no webhooks while encodings pending", []string{"cardwire_receiver_events_total", "cardwire_worker_encodings_pending"}},
 		{"WORKSPACES_FILE reload refused", []string{"cardwire_config_last_reload_successful", "== 0"}},
+		{"catch-up found events the webhooks missed", []string{"cardwire_catchup_events_total", `result="missed"`, "increase("}},
+		{"catch-up checkpoint older than 3 intervals", []string{"time() -", "cardwire_catchup_checkpoint_timestamp_seconds", "> 900"}},
+		{"catch-up credentials refused", []string{"cardwire_catchup_runs_total", `result="refused"`}},
 	}
 	alerts := ruleAlerts(t, r)
 	for _, c := range concerns {
@@ -67,12 +72,46 @@ func TestAlertsCoverWhatOperatorsNeed(t *testing.T) {
 		if strings.Count(a.Expr, "(") != strings.Count(a.Expr, ")") || strings.Count(a.Expr, "{") != strings.Count(a.Expr, "}") {
 			t.Errorf("alert %s: unbalanced brackets in %q", a.Name, a.Expr)
 		}
+		checkTemplates(t, a)
+	}
+}
+
+// checkTemplates does what promtool check rules does for annotations: each
+// one parses as a Prometheus alert template. And each $labels.X it prints
+// must survive every "by (…)" of the expression, or it prints empty.
+func checkTemplates(t *testing.T, a alert) {
+	t.Helper()
+	// Prometheus's template functions (their names suffice to parse) and
+	// the variables it defines before each annotation.
+	funcs := template.FuncMap{}
+	for _, f := range []string{"query", "first", "label", "value", "strvalue", "args", "reReplaceAll", "safeHtml",
+		"match", "title", "toUpper", "toLower", "graphLink", "tableLink", "sortByLabel", "stripPort", "stripDomain",
+		"humanize", "humanize1024", "humanizeDuration", "humanizePercentage", "humanizeTimestamp", "toTime",
+		"toDuration", "pathPrefix", "externalURL", "parseDuration", "now"} {
+		funcs[f] = func(...any) any { return nil }
+	}
+	const defs = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+	by := regexp.MustCompile(`\bby \(([^)]*)\)`)
+	used := regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+	for name, text := range a.Annotations {
+		if _, err := template.New(name).Funcs(funcs).Parse(defs + text); err != nil {
+			t.Errorf("alert %s: annotation %s: %v", a.Name, name, err)
+		}
+		for _, l := range used.FindAllStringSubmatch(text, -1) {
+			for _, g := range by.FindAllStringSubmatch(a.Expr, -1) {
+				kept := strings.Split(strings.ReplaceAll(g[1], " ", ""), ",")
+				if !slices.Contains(kept, l[1]) {
+					t.Errorf("alert %s: annotation %s prints $labels.%s, which %q drops", a.Name, name, l[1], g[0])
+				}
+			}
+		}
 	}
 }
 
 // TestAlertsUseMetricsThatExist builds the receiver's and the worker's
-// metrics the way the binaries do and checks that each cardwire_ name an
-// alert reads is one of them: an alert on a misspelt metric never fires.
+// metrics (the worker's catch-up included) the way the binaries do and
+// checks that each cardwire_ name an alert reads is one of them: an alert
+// on a misspelt metric never fires.
 func TestAlertsUseMetricsThatExist(t *testing.T) {
 	reg := binariesRegistry(t)
 	metric := regexp.MustCompile(`\bcardwire_[a-z0-9_]+`)
@@ -173,6 +212,12 @@ func binariesRegistry(t *testing.T) *prometheus.Registry {
 	must(t, "worker", err)
 	must(t, "worker start", w.Start(ctx))
 	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	// The worker's catch-up registers its metrics in New; Run is not needed.
+	co := catchup.DefaultOptions()
+	co.Publisher, co.Registerer, co.Holder = js, reg, "test"
+	co.Workspaces = func() []catchup.Workspace { return nil }
+	_, err = catchup.New(co)
+	must(t, "catch-up", err)
 
 	// Both binaries open WORKSPACES_FILE the same way; its reload metrics
 	// exist only when the file is set.

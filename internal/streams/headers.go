@@ -15,6 +15,11 @@ const (
 	HeaderQuarantineReason = "Cardwire-Quarantine-Reason"
 	// HeaderDeadLetterReason says why a consumer gave up on an event.
 	HeaderDeadLetterReason = "Cardwire-Dead-Letter-Reason"
+	// HeaderOriginalSubject is the subject a dead-lettered event came on.
+	HeaderOriginalSubject = "Cardwire-Original-Subject"
+	// HeaderRetryOf is set on an event republished from a dead letter
+	// (cardwire deadletters retry): the dead letter's stream sequence.
+	HeaderRetryOf = "Cardwire-Retry-Of"
 	// HeaderDeadLetterDeliveries is how often it was delivered before.
 	HeaderDeadLetterDeliveries = "Cardwire-Dead-Letter-Deliveries"
 	// HeaderTraceparent is the W3C trace context header, copied from the

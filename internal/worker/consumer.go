@@ -221,7 +221,7 @@ func deadLetterTo(p publisher, consumer string) func(ctx context.Context, msg je
 		}
 		h.Set(streams.HeaderDeadLetterReason, reason.Error())
 		h.Set(streams.HeaderDeadLetterDeliveries, strconv.FormatUint(delivered, 10))
-		h.Set("Cardwire-Original-Subject", msg.Subject())
+		h.Set(streams.HeaderOriginalSubject, msg.Subject())
 		if meta, err := msg.Metadata(); err == nil {
 			h.Set(jetstream.MsgIDHeader, "dl:"+strconv.FormatUint(meta.Sequence.Stream, 10))
 		}
