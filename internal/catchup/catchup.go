@@ -42,7 +42,7 @@ type Options struct {
 	// Only Run needs it; Window (a replay on demand) does not.
 	Bucket jetstream.KeyValue
 	// Workspaces returns the workspaces with Seam credentials, as
-	// configured now (WORKSPACES_FILE may change between runs).
+	// configured now (WORKSPACES_FILE may change between runs); Run's.
 	Workspaces func() []Workspace
 	// Interval is how often the holder runs (CATCHUP_INTERVAL); the lease
 	// lives three of them unless renewed.
@@ -67,8 +67,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// DefaultOptions returns the documented defaults; Publisher, Bucket,
-// Workspaces, Holder and Registerer must still be set.
+// DefaultOptions returns the documented defaults; Publisher and Registerer
+// must still be set, and for Run, Bucket, Workspaces and Holder.
 func DefaultOptions() Options {
 	return Options{Interval: 5 * time.Minute, Overlap: 2 * time.Minute, Lookback: 24 * time.Hour,
 		EventTypes: streams.SubscribedEventTypes(), PageLimit: 500, Log: zerolog.Nop()}
@@ -77,12 +77,13 @@ func DefaultOptions() Options {
 // Validate reports the first option that cannot work.
 func (o Options) Validate() error {
 	switch {
-	case o.Publisher == nil || o.Workspaces == nil:
-		return errors.New("Options.Publisher and Workspaces must be set")
+	case o.Publisher == nil:
+		return errors.New("Options.Publisher must be set")
 	case o.Registerer == nil:
 		return errors.New("Options.Registerer must be set")
-	case o.Holder == "":
-		return errors.New("Options.Holder must be set")
+	case o.Bucket != nil && (o.Holder == "" || o.Workspaces == nil):
+		// Only Run (which needs the bucket) uses them.
+		return errors.New("Options.Holder and Workspaces must be set with Options.Bucket")
 	case o.Interval < time.Second || o.Overlap < 0 || o.Lookback <= 0:
 		// The lease's TTL is three intervals, and a key TTL is at least 1 s.
 		return errors.New("Options.Interval must be at least 1s, Lookback positive, Overlap not negative")
@@ -161,6 +162,9 @@ func (c *Catchup) release() {
 // workspace whose listing fails keeps its checkpoint (the next run covers
 // the same window) and does not stop the others.
 func (c *Catchup) RunOnce(ctx context.Context) {
+	if c.o.Workspaces == nil {
+		return
+	}
 	for _, ws := range c.o.Workspaces() {
 		if ctx.Err() != nil {
 			return
