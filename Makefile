@@ -4,21 +4,25 @@ PKG      ?= ./...
 T        ?= .
 FUZZTIME ?= 10s
 BIN      := bin
-VERSION  ?= dev
+# The version is the CHANGELOG's newest entry (## 0.6.0 or ## [0.6.0]); the
+# commit is the checkout's (-dirty with uncommitted changes). Both are
+# stamped into every binary (-version) and VERSION tags the images.
+VERSION  ?= $(or $(shell sed -n 's/^## \[\{0,1\}\([0-9][^] ]*\).*/\1/p' CHANGELOG.md 2>/dev/null | head -n 1),dev)
+COMMIT   ?= $(or $(shell git describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null),unknown)
 IMAGE_PREFIX ?= ghcr.io/cardwire
 
 .PHONY: image build test test-only lint bench fuzz run demo demo-outage send register tail outcomes clean
 
-## build: compile every binary into ./bin (the operator CLI bin/cardwire, and the NATS server for make run)
+## build: compile every binary into ./bin, stamped with VERSION and COMMIT (the operator CLI bin/cardwire, and the NATS server for make run)
 build:
-	$(GO) build -ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=$(VERSION)" -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=$(VERSION) -X github.com/cardwire/cardwire/internal/lifecycle.commit=$(COMMIT)" -o $(BIN)/ ./cmd/...
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
-## image: container images of the receiver and the worker, each with the operator CLI /cardwire (needs a running Docker engine)
+## image: container images $(IMAGE_PREFIX)/webhook-receiver:$(VERSION) and …/worker:$(VERSION), each with the operator CLI /cardwire (needs a running Docker engine)
 image:
 	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable (docker info failed); start one, or build on a machine that has one"; exit 1; }
 	for b in webhook-receiver worker; do \
-	  docker build --build-arg BINARY=$$b --build-arg VERSION=$(VERSION) -t $(IMAGE_PREFIX)/$$b:$(VERSION) . || exit 1; \
+	  docker build --build-arg BINARY=$$b --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE_PREFIX)/$$b:$(VERSION) . || exit 1; \
 	done
 
 ## test: lint, then every test with the race detector (fuzz seeds included); PKG= and T= narrow it
@@ -45,40 +49,49 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzEventSubject$$' -fuzztime $(FUZZTIME) ./internal/streams
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./internal/encoding
 
-## run: the whole local stack (NATS with JetStream under ./.data, receiver, Seam simulator, worker; two workspaces from .data/workspaces.json); Ctrl-C stops it
-run: build
-	./scripts/run.sh
+## run: the whole local stack on 127.0.0.1 (NATS with JetStream under ./.data, receiver, Seam simulator, worker; two workspaces from .data/workspaces.json); PORT_BASE=18000 (or NATS_PORT=, RECEIVER_PORT=, …) moves its ports, SEAM=sandbox uses a Seam sandbox instead of the simulator; Ctrl-C stops it (scripts/run.sh lists its variables)
+run:
+	@./scripts/run.sh check 'make run'
+	@$(MAKE) --no-print-directory build
+	@./scripts/run.sh
 
-# The local stack's workspaces (make run writes the file); WORKSPACE= picks one by id or
-# name for send/register (default: the file's first) and limits demo to it (default: all).
-WORKSPACES_FILE ?= .data/workspaces.json
+# send, register, tail, demo, demo-outage and outcomes talk to the local stack: the one make
+# run started (its ports, Seam and workspaces file, from .data/stack.env while it runs), else
+# the one PORT_BASE / *_PORT and SEAM describe. Like make run, they ignore NATS_URL,
+# SEAM_WEBHOOK_SECRET and WORKER_API_TOKEN in the environment: the stack's secrets are in its
+# workspaces file. WORKSPACE= picks a workspace by id or name for send/register (default: the
+# file's first) and limits demo to it (default: all).
 WORKSPACE ?=
+DEV = CARDWIRE_DEV_STACK=.data $(GO) run ./cmd/cardwire-dev
 
 ## send: POST a signed sample event to the local receiver (TYPE=acs_credential.issued, CRED= the credential id, WORKSPACE=)
 TYPE ?= acs_credential.issued
 CRED ?=
 send:
-	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev send -type $(TYPE) -credential '$(CRED)' -workspace '$(WORKSPACE)'
+	$(DEV) send -type $(TYPE) -credential '$(CRED)' -workspace '$(WORKSPACE)'
 
-## register: register a pending encoding for CRED with the local worker (WORKSPACE=)
+## register: register a pending encoding for CRED with the local worker (WORKSPACE=), with a made-up action attempt; it waits for its webhook (make send CRED=…) for CONFIRM_TIMEOUT=2m, then fails as Seam does not know the attempt
+CONFIRM_TIMEOUT ?= 2m
 register:
-	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev register -credential '$(CRED)' -workspace '$(WORKSPACE)'
+	$(DEV) register -credential '$(CRED)' -workspace '$(WORKSPACE)' -confirm-timeout '$(CONFIRM_TIMEOUT)'
 
-## tail: print what arrives in SEAM_EVENTS
+## tail: print what arrives in SEAM_EVENTS (reconnects for as long as NATS is away)
 tail:
-	$(GO) run ./cmd/cardwire-dev tail
+	$(DEV) tail
 
 ## demo: with make run up, start a succeeding and a failing encoding in each workspace and print their outcomes and latency
 demo:
-	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev demo -workspace '$(WORKSPACE)'
+	$(DEV) demo -workspace '$(WORKSPACE)'
 
 ## demo-outage: with make run up, stop the receiver, encode a card in the first workspace (WORKSPACE=), start the receiver again and show the catch-up storing the missed event and settling the encoding
 demo-outage:
-	WORKSPACES_FILE='$(WORKSPACES_FILE)' $(GO) run ./cmd/cardwire-dev demo-outage -workspace '$(WORKSPACE)'
+	$(DEV) demo-outage -workspace '$(WORKSPACE)'
 
-## outcomes: print encoding outcomes from ENCODING_EVENTS
+## outcomes: print encoding outcomes from ENCODING_EVENTS (reconnects for as long as NATS is away)
 outcomes:
-	$(GO) run ./cmd/cardwire-dev tail -stream ENCODING_EVENTS -subject 'encodings.>'
+	$(DEV) tail -stream ENCODING_EVENTS -subject 'encodings.>'
 
+## clean: remove ./bin and ./.data (the local stack's NATS store and workspaces files); refused while make run is up
 clean:
+	@./scripts/run.sh check 'make clean'
 	rm -rf $(BIN) .data

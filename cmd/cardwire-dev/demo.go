@@ -21,10 +21,17 @@ import (
 // it does so in every workspace at once (or in -workspace's), each called
 // with its own Seam credentials.
 func demoCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	p, err := portsOf(getenv)
+	if err != nil {
+		return err
+	}
+	if err := needSimulator(getenv, "demo"); err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	api := fs.String("api", "http://127.0.0.1:8081", "worker API base URL")
-	sim := fs.String("sim", "http://127.0.0.1:8090", "Seam simulator base URL")
+	api := fs.String("api", p.http("WORKER_API_PORT", ""), "worker API base URL (WORKER_API_PORT, PORT_BASE)")
+	sim := fs.String("sim", p.http("SIM_PORT", ""), "Seam simulator base URL (SIM_PORT, PORT_BASE)")
 	simKey := fs.String("sim-key", "seam_test_dev", "without WORKSPACES_FILE: the simulator's API key")
 	workspace := fs.String("workspace", "", "with WORKSPACES_FILE: only this workspace (an id or a name; default: every one with Seam credentials); else the workspace_id to send")
 	if err := fs.Parse(args); err != nil {

@@ -32,17 +32,24 @@ import (
 // watches (-down-file: while it exists the receiver is down); it is removed
 // whatever happens, so the stack is left as it was.
 func outageCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	p, err := portsOf(getenv)
+	if err != nil {
+		return err
+	}
+	if err := needSimulator(getenv, "demo-outage"); err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("demo-outage", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	o := outage{out: stdout}
-	fs.StringVar(&o.api, "api", "http://127.0.0.1:8081", "worker API base URL")
-	fs.StringVar(&o.metrics, "metrics", "http://127.0.0.1:9091/metrics", "the worker's metrics")
-	fs.StringVar(&o.sim, "sim", "http://127.0.0.1:8090", "Seam simulator base URL")
+	fs.StringVar(&o.api, "api", p.http("WORKER_API_PORT", ""), "worker API base URL (WORKER_API_PORT, PORT_BASE)")
+	fs.StringVar(&o.metrics, "metrics", p.http("WORKER_ADMIN_PORT", "/metrics"), "the worker's metrics (WORKER_ADMIN_PORT, PORT_BASE)")
+	fs.StringVar(&o.sim, "sim", p.http("SIM_PORT", ""), "Seam simulator base URL (SIM_PORT, PORT_BASE)")
 	simKey := fs.String("sim-key", "seam_test_dev", "without WORKSPACES_FILE: the simulator's API key")
 	workspace := fs.String("workspace", "", "with WORKSPACES_FILE: the workspace (an id or a name; default: the file's first with Seam credentials); else the workspace_id to send")
 	fs.StringVar(&o.downFile, "down-file", ".data/receiver.down", "while this file exists, make run keeps the receiver stopped")
-	fs.StringVar(&o.receiverAdmin, "receiver-admin", "http://127.0.0.1:9090", "the receiver's admin base URL (/healthz, /readyz)")
-	natsURL := fs.String("nats", nats.DefaultURL, "NATS URL, to show how the event was stored (NATS_URL wins when set)")
+	fs.StringVar(&o.receiverAdmin, "receiver-admin", p.http("RECEIVER_ADMIN_PORT", ""), "the receiver's admin base URL (/healthz, /readyz; RECEIVER_ADMIN_PORT, PORT_BASE)")
+	natsURL := fs.String("nats", p.natsURL(), "NATS URL, to show how the event was stored (NATS_PORT, PORT_BASE; NATS_URL wins when set)")
 	fs.DurationVar(&o.retries, "retries", retriesRunOut(), "how long the simulator retries a failed webhook; the receiver stays down until then")
 	fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the receiver to stop or start, and for the outcome (the catch-up runs every CATCHUP_INTERVAL: make run sets 10s)")
 	fs.StringVar(&o.confirm, "confirm-timeout", "2m", "the encoding's first deadline: longer than -wait, so that the deadline's reconcile cannot settle it first")

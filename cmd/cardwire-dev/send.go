@@ -29,9 +29,13 @@ func secretCmd(stdout io.Writer) error {
 }
 
 func sendCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	p, err := portsOf(getenv)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("send", flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	url := fs.String("url", "http://127.0.0.1:8080/webhooks/seam", "receiver webhook URL")
+	url := fs.String("url", p.http("RECEIVER_PORT", "/webhooks/seam"), "receiver webhook URL (RECEIVER_PORT, PORT_BASE)")
 	secretFile := fs.String("secret-file", ".data/dev-webhook-secret", "without WORKSPACES_FILE: file holding the whsec_ secret (SEAM_WEBHOOK_SECRET wins when set)")
 	eventType := fs.String("type", "acs_credential.issued", "Seam event type of the sample event")
 	workspace := fs.String("workspace", "", "workspace of the sample event; with WORKSPACES_FILE an id or name from the file (default: its first), signed with that workspace's secret; else a workspace_id (default "+defaultWorkspaceID+")")

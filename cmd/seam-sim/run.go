@@ -19,7 +19,22 @@ import (
 	"github.com/cardwire/cardwire/internal/workspaces"
 )
 
-// cfg is everything seam-sim reads from its environment.
+// variables is every variable seam-sim reads: -h prints it, and tests hold
+// it against what loadConfig reads (names and defaults) and against the
+// README's configuration table.
+var variables = append(config.Vars{
+	{Name: "SEAM_SIM_ADDR", Default: "127.0.0.1:8090", Help: "the simulator's Seam API"},
+	{Name: "SEAM_SIM_WEBHOOK_URL", Default: "http://127.0.0.1:8080/webhooks/seam", Help: "where it delivers signed webhooks"},
+	{Name: "SEAM_SIM_ENCODE_DELAY", Default: "2s", Help: "time from an encode call to its success and webhook"},
+	{Name: "WORKSPACES_FILE", Default: "", Help: "the workspaces to simulate, each with its API key and webhook secret (replaces the next four)"},
+	{Name: "SEAM_SIM_API_KEY", Default: "seam_test_dev", Help: "the key it expects as Authorization: Bearer"},
+	{Name: "SEAM_WORKSPACE_ID", Default: "00000000-0000-4000-8000-000000000001", Help: "the simulated workspace"},
+	{Name: "SEAM_WEBHOOK_SECRET", Default: "", Help: "the receiver's whsec_ secret it signs with (the first of a comma-separated list)"},
+	{Name: "SEAM_WEBHOOK_SECRET_FILE", Default: "", Help: "file with SEAM_WEBHOOK_SECRET"},
+	{Name: "SHUTDOWN_TIMEOUT", Default: "10s", Help: "bound on the whole shutdown"},
+}, config.LogVars...)
+
+// cfg is everything seam-sim reads from its environment (variables).
 type cfg struct {
 	Addr            string
 	WebhookURL      string
@@ -166,11 +181,11 @@ func (c cfg) newSimulator(log zerolog.Logger) (simulator, error) {
 // run serves the simulator until ctx is cancelled or the listener fails,
 // then stops HTTP first and the simulator's timers and deliveries after.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if exit, err := lifecycle.ParseArgs("seam-sim", args, stdout); exit {
+	if exit, err := lifecycle.ParseArgs("seam-sim", args, stdout, variables.Usage); exit {
 		return err
 	}
 	env := &config.Env{Getenv: getenv}
-	log := env.Logger(stdout).With().Str("service", "seam-sim").Str("version", lifecycle.Version()).Logger()
+	log := env.Logger(stdout).With().Str("service", "seam-sim").Str("version", lifecycle.Version()).Str("commit", lifecycle.Commit()).Logger()
 	c := loadConfig(env)
 	if err := errors.Join(env.Err(), c.validate(getenv)); err != nil {
 		return err

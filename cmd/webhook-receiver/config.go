@@ -11,8 +11,31 @@ import (
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
-// cfg is everything the receiver reads from its environment. The README's
-// configuration table lists the same variables.
+// variables is every variable the receiver reads: -h prints it, and tests
+// hold it against what loadConfig reads (names and defaults) and against
+// the README's configuration table.
+var variables = append(config.Vars{
+	{Name: "NATS_URL", Default: "nats://127.0.0.1:4222", Help: "NATS server URLs, comma-separated: nats://, tls:// (TLS), ws:// or wss://"},
+	{Name: "NATS_CREDS_FILE", Default: "", Help: "NATS .creds file (JWT and seed)"},
+	{Name: "RECEIVER_ADDR", Default: ":8080", Help: "public listener: POST /webhooks/seam only"},
+	{Name: "ADMIN_ADDR", Default: ":9090", Help: "admin listener: /metrics, /healthz, /readyz; never public"},
+	{Name: "SEAM_WEBHOOK_SECRET", Default: "", Help: "the endpoint's whsec_ secret(s), comma-separated for rotation (or WORKSPACES_FILE)"},
+	{Name: "SEAM_WEBHOOK_SECRET_FILE", Default: "", Help: "file with the secret(s), one per line or comma-separated"},
+	{Name: "WORKSPACES_FILE", Default: "", Help: "JSON or YAML file of workspaces, each with its webhook secrets (replaces SEAM_WEBHOOK_SECRET)"},
+	{Name: "WORKSPACES_RELOAD_INTERVAL", Default: "10s", Help: "how often WORKSPACES_FILE is read again"},
+	{Name: "SEAM_WEBHOOK_TOLERANCE", Default: "5m", Help: "how far svix-timestamp may be from now, either way"},
+	{Name: "RECEIVER_MAX_BODY_BYTES", Default: "262144", Help: "largest accepted body; with 4 KiB of headers it must fit the NATS max_payload"},
+	{Name: "RECEIVER_PUBLISH_TIMEOUT", Default: "5s", Help: "longest wait for a PubAck before answering 503 (below Svix's 15s)"},
+	{Name: "RECEIVER_MAX_IN_FLIGHT", Default: "1024", Help: "requests handled at once; beyond it, 429"},
+	{Name: "RECEIVER_RETRY_AFTER", Default: "5s", Help: "Retry-After sent with 429 and 503"},
+	{Name: "SEAM_EVENTS_MANAGE", Default: "true", Help: "create or update the SEAM_EVENTS stream at start-up"},
+	{Name: "SEAM_EVENTS_REPLICAS", Default: "1", Help: "SEAM_EVENTS replicas (3 on a production cluster)"},
+	{Name: "SEAM_EVENTS_MAX_AGE", Default: "168h", Help: "how long events are kept"},
+	{Name: "SEAM_EVENTS_DUPLICATE_WINDOW", Default: "1h", Help: "dedupe window on the message id evt:<event_id>"},
+	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Help: "bound on the whole shutdown; keep it below the pod's grace period"},
+}, config.LogVars...)
+
+// cfg is everything the receiver reads from its environment (variables).
 type cfg struct {
 	NATS            broker.Options
 	AdminAddr       string
@@ -63,6 +86,9 @@ func loadConfig(env *config.Env) cfg {
 
 // validate checks what the packages cannot: errors name the variable.
 func (c cfg) validate() error {
+	if err := broker.CheckURLs(c.NATS.URL); err != nil {
+		return fmt.Errorf("NATS_URL: %w", err)
+	}
 	if c.WorkspacesFile != "" && len(c.Secrets) > 0 {
 		return fmt.Errorf("at most one of WORKSPACES_FILE and %s may be set: with WORKSPACES_FILE each workspace's webhook_secrets are in the file", c.SecretsFrom)
 	}

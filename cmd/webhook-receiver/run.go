@@ -28,12 +28,12 @@ const headerRoom = 4 << 10
 // fails, then shuts down: public HTTP first (in-flight webhooks get their
 // answer), then the NATS connection is drained, then the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if exit, err := lifecycle.ParseArgs("webhook-receiver", args, stdout); exit {
+	if exit, err := lifecycle.ParseArgs("webhook-receiver", args, stdout, variables.Usage); exit {
 		return err
 	}
 
 	env := &config.Env{Getenv: getenv}
-	log := env.Logger(stdout).With().Str("service", "webhook-receiver").Str("version", lifecycle.Version()).Logger()
+	log := env.Logger(stdout).With().Str("service", "webhook-receiver").Str("version", lifecycle.Version()).Str("commit", lifecycle.Commit()).Logger()
 	c := loadConfig(env)
 	if err := errors.Join(env.Err(), c.validate()); err != nil {
 		return err
@@ -194,9 +194,12 @@ func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStre
 		// Not fatal: the stream may be created after us. /readyz stays 503
 		// until it exists and is configured as cardwire needs.
 		ev := log.Info()
-		st, err := js.Stream(ctx, streams.EventsStream)
+		err := broker.CheckJetStream(ctx, nc, js)
 		if err == nil {
-			err = streams.CheckEventsStream(st.CachedInfo().Config)
+			var st jetstream.Stream
+			if st, err = js.Stream(ctx, streams.EventsStream); err == nil {
+				err = streams.CheckEventsStream(st.CachedInfo().Config)
+			}
 		}
 		if err != nil {
 			ev = log.Error().Err(err)
@@ -205,11 +208,22 @@ func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStre
 		return nil
 	}
 	return lifecycle.Retry(ctx, 2*time.Second, func(ctx context.Context) error {
+		// Named as such, rather than as the "no responders" of every
+		// JetStream request to a server without it.
+		if err := broker.CheckJetStream(ctx, nc, js); err != nil {
+			return err
+		}
 		if err := streams.EnsureEventsStream(ctx, js, c.Stream); err != nil {
 			return err
 		}
 		log.Info().Str("stream", streams.EventsStream).Int("replicas", c.Stream.Replicas).
 			Str("max_age", c.Stream.MaxAge.String()).Str("duplicates", c.Stream.Duplicates.String()).Msg("stream ready")
 		return nil
-	}, func(err error) { log.Warn().Err(err).Msg("stream not ready; retrying") })
+	}, func(err error) {
+		if errors.Is(err, broker.ErrNoJetStream) {
+			log.Error().Err(err).Msg("NATS has no JetStream; retrying")
+			return
+		}
+		log.Warn().Err(err).Msg("stream not ready; retrying")
+	})
 }

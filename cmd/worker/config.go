@@ -14,8 +14,52 @@ import (
 	"github.com/cardwire/cardwire/internal/streams"
 )
 
-// cfg is everything the worker reads from its environment. The README's
-// configuration table lists the same variables.
+// variables is every variable the worker reads: -h prints it, and tests
+// hold it against what loadConfig reads (names and defaults) and against
+// the README's configuration table.
+var variables = append(config.Vars{
+	{Name: "NATS_URL", Default: "nats://127.0.0.1:4222", Help: "NATS server URLs, comma-separated: nats://, tls:// (TLS), ws:// or wss://"},
+	{Name: "NATS_CREDS_FILE", Default: "", Help: "NATS .creds file (JWT and seed)"},
+	{Name: "WORKER_API_ADDR", Default: ":8081", Help: "the /v1/encodings API"},
+	{Name: "ADMIN_ADDR", Default: ":9091", Help: "admin listener: /metrics, /healthz, /readyz; never public"},
+	{Name: "WORKER_API_TOKEN", Default: "", Help: "bearer token the API requires; required on a non-loopback address"},
+	{Name: "WORKER_API_TOKEN_FILE", Default: "", Help: "file with WORKER_API_TOKEN"},
+	{Name: "WORKER_API_INSECURE", Default: "false", Help: "allow a non-loopback API without a token"},
+	{Name: "WORKER_API_MAX_WAIT", Default: "1m", Help: "longest ?wait="},
+	{Name: "WORKER_API_MAX_STREAM", Default: "15m", Help: "longest Server-Sent Events stream"},
+	{Name: "WORKER_API_MAX_WAITERS", Default: "10000", Help: "long polls and event streams open at once; beyond it, 429"},
+	{Name: "WORKER_API_MAX_IN_FLIGHT", Default: "256", Help: "other API requests served at once; beyond it, 429"},
+	{Name: "WORKSPACES_FILE", Default: "", Help: "JSON or YAML file of workspaces: Seam credentials and API tokens (replaces SEAM_API_KEY, SEAM_WORKSPACE_ID, WORKER_API_TOKEN)"},
+	{Name: "WORKSPACES_RELOAD_INTERVAL", Default: "10s", Help: "how often WORKSPACES_FILE is read again"},
+	{Name: "SEAM_API_KEY", Default: "", Help: "Seam API key (seam_...) or personal access token (seam_at..., with SEAM_WORKSPACE_ID); unset: track-only"},
+	{Name: "SEAM_API_KEY_FILE", Default: "", Help: "file with SEAM_API_KEY"},
+	{Name: "SEAM_WORKSPACE_ID", Default: "", Help: "workspace for requests that name none; the seam-workspace header with a personal access token"},
+	{Name: "SEAM_API_URL", Default: "https://connect.getseam.com", Help: "Seam's base URL (https://, or http:// to a loopback address)"},
+	{Name: "SEAM_API_TIMEOUT", Default: "10s", Help: "bound on one Seam request"},
+	{Name: "SEAM_MAX_RPS", Default: "10", Help: "requests per second sent to Seam, all endpoints together"},
+	{Name: "ENCODING_SKEW_MARGIN", Default: "30s", Help: "how much earlier than the request a success may have occurred and still confirm it"},
+	{Name: "ENCODING_EARLY_TTL", Default: "10m", Help: "how long an event that came before its encoding is kept"},
+	{Name: "ENCODING_ORDER_GRACE", Default: "5s", Help: "how long a failure-type event waits before it is applied"},
+	{Name: "ENCODING_CONFIRM_TIMEOUT", Default: "1m", Help: "the first deadline of each encoding: when Seam is asked if no webhook came"},
+	{Name: "ENCODING_MAX_AGE", Default: "15m", Help: "how long a still-pending encoding is extended before it expires"},
+	{Name: "ENCODING_ENRICH_TIMEOUT", Default: "2s", Help: "bound on the card-number fetch before an issued outcome"},
+	{Name: "ENCODINGS_REPLICAS", Default: "1", Help: "replicas of the ENCODINGS bucket and the ENCODING_EVENTS stream (3 in production)"},
+	{Name: "ENCODINGS_RECORD_TTL", Default: "720h", Help: "how long records and their index keys live"},
+	{Name: "ENCODING_EVENTS_MAX_AGE", Default: "168h", Help: "how long outcome messages are kept"},
+	{Name: "ENCODING_EVENTS_DUPLICATE_WINDOW", Default: "30m", Help: "dedupe window of outcome messages"},
+	{Name: "WORKER_ACK_WAIT", Default: "30s", Help: "an event not acknowledged in this time is redelivered"},
+	{Name: "WORKER_MAX_DELIVER", Default: "8", Help: "deliveries before an event is dead-lettered"},
+	{Name: "WORKER_CONCURRENCY", Default: "32", Help: "events handled at once (timers: 4x as many)"},
+	{Name: "WORKER_HANDLE_TIMEOUT", Default: "10s", Help: "bound on handling one event; below WORKER_ACK_WAIT"},
+	{Name: "CATCHUP_ENABLED", Default: "true", Help: "catch up from Seam's event log"},
+	{Name: "CATCHUP_INTERVAL", Default: "5m", Help: "how often the lease holder catches up (at least 1s)"},
+	{Name: "CATCHUP_OVERLAP", Default: "2m", Help: "how far before its checkpoint each run starts"},
+	{Name: "CATCHUP_LOOKBACK", Default: "24h", Help: "how far back a workspace's first run looks"},
+	{Name: "CATCHUP_EVENT_TYPES", Default: "", Help: "comma-separated event types to list, or * for all (unset: the nine cardwire acts on)"},
+	{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Help: "bound on the whole shutdown; keep it below the pod's grace period"},
+}, config.LogVars...)
+
+// cfg is everything the worker reads from its environment (variables).
 type cfg struct {
 	NATS            broker.Options
 	AdminAddr       string
@@ -90,6 +134,9 @@ func loadConfig(env *config.Env) cfg {
 
 // validate checks what the packages cannot: errors name the variable.
 func (c cfg) validate() error {
+	if err := broker.CheckURLs(c.NATS.URL); err != nil {
+		return fmt.Errorf("NATS_URL: %w", err)
+	}
 	if c.WorkspacesFile != "" {
 		for _, v := range []struct {
 			name string

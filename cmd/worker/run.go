@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -30,12 +31,12 @@ import (
 // finish), the consumers (events and timers in hand finish and are acked,
 // the outbox publishes what they stored), NATS, the admin port.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	if exit, err := lifecycle.ParseArgs("worker", args, stdout); exit {
+	if exit, err := lifecycle.ParseArgs("worker", args, stdout, variables.Usage); exit {
 		return err
 	}
 
 	env := &config.Env{Getenv: getenv}
-	log := env.Logger(stdout).With().Str("service", "worker").Str("version", lifecycle.Version()).Logger()
+	log := env.Logger(stdout).With().Str("service", "worker").Str("version", lifecycle.Version()).Str("commit", lifecycle.Commit()).Logger()
 	c := loadConfig(env)
 	if err := errors.Join(env.Err(), c.validate()); err != nil {
 		return err
@@ -90,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	var owned streams.Owned
 	var catchupKV jetstream.KeyValue
 	if err == nil {
-		owned, catchupKV, err = prepareNATS(ctx, c, js, log)
+		owned, catchupKV, err = prepareNATS(ctx, c, nc, js, log)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -276,16 +277,25 @@ func openWorkspaces(c cfg, reg prometheus.Registerer, log zerolog.Logger) (*work
 // prepareNATS creates or updates what
 // the worker owns, retrying until SEAM_EVENTS exists (the receiver creates
 // it) or ctx ends.
-func prepareNATS(ctx context.Context, c cfg, js jetstream.JetStream, log zerolog.Logger) (streams.Owned, jetstream.KeyValue, error) {
+func prepareNATS(ctx context.Context, c cfg, nc *nats.Conn, js jetstream.JetStream, log zerolog.Logger) (streams.Owned, jetstream.KeyValue, error) {
 	var owned streams.Owned
 	var kv jetstream.KeyValue
 	err := lifecycle.Retry(ctx, 2*time.Second, func(ctx context.Context) (err error) {
+		// Named as such, rather than as the "no responders" of every
+		// JetStream request to a server without it.
+		if err := broker.CheckJetStream(ctx, nc, js); err != nil {
+			return err
+		}
 		if owned, err = streams.EnsureWorker(ctx, js, c.Owned); err != nil {
 			return err
 		}
 		kv, err = streams.EnsureCatchup(ctx, js, c.Owned.Replicas)
 		return err
 	}, func(err error) {
+		if errors.Is(err, broker.ErrNoJetStream) {
+			log.Error().Err(err).Msg("NATS has no JetStream; retrying")
+			return
+		}
 		log.Warn().Err(err).Msg("streams not ready (is the receiver up? it creates SEAM_EVENTS); retrying")
 	})
 	if err != nil {

@@ -5,5 +5,7 @@
 // the admin paths, only /webhooks/seam public, hardened non-root containers,
 // secrets read from files (WORKSPACES_FILE from a Secret volume the kubelet
 // can update, without the single-workspace variables it replaces), ports
-// that match the binaries, and alerts on metrics that exist.
+// that match the binaries, and alerts on metrics that exist. With
+// components/subscriber-access they also run a real nats-server on the
+// configuration it renders and hold the subscriber user to its rights.
 package k8s

@@ -17,12 +17,17 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// TestNATSCluster checks deploy/k8s/nats: three JetStream servers whose
-// configuration the real nats-server accepts, with routes that name the
-// StatefulSet's pods through the headless Service, and storage on the
-// claimed volume.
+// TestNATSCluster checks deploy/k8s/nats, alone and with
+// components/subscriber-access: three JetStream servers whose configuration
+// the real nats-server accepts, with routes that name the StatefulSet's pods
+// through the headless Service, and storage on the claimed volume.
 func TestNATSCluster(t *testing.T) {
-	r := render(t, "nats")
+	t.Run("nats", func(t *testing.T) { checkNATSCluster(t, render(t, "nats")) })
+	t.Run("nats with components/subscriber-access", func(t *testing.T) { checkNATSCluster(t, renderNATSWithSubscribers(t)) })
+}
+
+func checkNATSCluster(t *testing.T, r *rendered) {
+	t.Helper()
 	sts, ok := r.StatefulSets["nats"]
 	if !ok {
 		t.Fatal("no StatefulSet nats")
@@ -37,24 +42,8 @@ func TestNATSCluster(t *testing.T) {
 	spec := sts.Spec.Template.Spec
 	checkRestricted(t, spec)
 	c := spec.Containers[0]
-	if len(c.Command) < 3 || c.Command[1] != "--config" {
-		t.Fatalf("command %q does not name a config file", c.Command)
-	}
-	confPath := c.Command[2]
-
-	// Find the ConfigMap mounted at the config path and write it out.
-	conf := mountedConfigMapFile(t, r, spec, c, confPath)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	podName := sts.Name + "-1"
-	t.Setenv("POD_NAME", podName)
-	opts, err := server.ProcessConfigFile(file)
-	if err != nil {
-		t.Fatalf("nats-server rejects %s: %v", confPath, err)
-	}
+	opts := natsConfig(t, r, podName)
 
 	if opts.ServerName != podName {
 		t.Errorf("server_name %q, want the pod name %q (unique per server)", opts.ServerName, podName)
@@ -199,21 +188,53 @@ func mountPathOf(t *testing.T, c corev1.Container, volume string) string {
 	return ""
 }
 
-func mountedConfigMapFile(t *testing.T, r *rendered, spec corev1.PodSpec, c corev1.Container, file string) string {
+// natsConfig loads the configuration that pod podName of the StatefulSet
+// nats starts with, as nats-server does: the file its command names, from
+// the ConfigMap mounted there with every key of it beside (so that an
+// include finds its file), POD_NAME set, and each variable from a Secret
+// set to secretValue of its key.
+func natsConfig(t *testing.T, r *rendered, podName string) *server.Options {
 	t.Helper()
-	_, v, rel, ok := volumeAt(spec, c, file)
+	spec := r.StatefulSets["nats"].Spec.Template.Spec
+	c := spec.Containers[0]
+	if len(c.Command) < 3 || c.Command[1] != "--config" {
+		t.Fatalf("command %q does not name a config file", c.Command)
+	}
+	confPath := c.Command[2]
+	_, v, rel, ok := volumeAt(spec, c, confPath)
 	if !ok || v.ConfigMap == nil {
-		t.Fatalf("%s is not in a mounted ConfigMap", file)
+		t.Fatalf("%s is not in a mounted ConfigMap", confPath)
 	}
 	cm, ok := r.ConfigMaps[v.ConfigMap.Name]
 	if !ok {
 		t.Fatalf("ConfigMap %s is not in the build", v.ConfigMap.Name)
 	}
-	data, ok := cm.Data[rel]
-	if !ok {
+	if _, ok := cm.Data[rel]; !ok {
 		t.Fatalf("ConfigMap %s has no %s", cm.Name, rel)
 	}
-	return data
+	dir := t.TempDir()
+	for key, data := range cm.Data {
+		if err := os.WriteFile(filepath.Join(dir, key), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("POD_NAME", podName)
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			t.Setenv(e.Name, secretValue(e.ValueFrom.SecretKeyRef))
+		}
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, rel))
+	if err != nil {
+		t.Fatalf("nats-server rejects %s: %v", confPath, err)
+	}
+	return opts
+}
+
+// secretValue stands in for the value of a Secret's key (a password, as
+// the README has one made: letters and digits).
+func secretValue(ref *corev1.SecretKeySelector) string {
+	return "t3st" + strings.ReplaceAll(ref.Name+ref.Key, "-", "")
 }
 
 // TestHelmValues checks deploy/k8s/nats/values.yaml, the official chart's

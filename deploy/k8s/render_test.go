@@ -2,7 +2,11 @@ package k8s_test
 
 import (
 	"errors"
+	iofs "io/fs"
+	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
@@ -46,8 +50,43 @@ type rendered struct {
 // expects fails the test.
 func render(t *testing.T, dir string) *rendered {
 	t.Helper()
+	return renderFS(t, filesys.MakeFsOnDisk(), filepath.FromSlash(dir))
+}
+
+// renderComposed renders a kustomization that is not in the tree, as an
+// operator's own would be (one that adds a component to a directory here):
+// files, by slash path relative to this package, are laid over an
+// in-memory copy of it, and dir is rendered there.
+func renderComposed(t *testing.T, files map[string]string, dir string) *rendered {
+	t.Helper()
+	const root = "/k8s"
+	fs := filesys.MakeFsInMemory()
+	err := filepath.WalkDir(".", func(p string, d iofs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".go") {
+			return err
+		}
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return fs.WriteFile(path.Join(root, filepath.ToSlash(p)), raw)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, content := range files {
+		if err := fs.WriteFile(path.Join(root, p), []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return renderFS(t, fs, path.Join(root, dir))
+}
+
+// renderFS is render on any file system.
+func renderFS(t *testing.T, fs filesys.FileSystem, dir string) *rendered {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	resMap, err := k.Run(filesys.MakeFsOnDisk(), filepath.FromSlash(dir))
+	resMap, err := k.Run(fs, dir)
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}

@@ -9,16 +9,22 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
 // Options configure Connect.
 type Options struct {
-	// URL is one or more comma-separated server URLs; tls:// turns on TLS.
+	// URL is one or more comma-separated server URLs (nats://, tls://,
+	// ws:// or wss://; CheckURLs); tls:// turns on TLS.
 	URL string
 	// CredsFile is a NATS .creds file (JWT + nkey seed), optional.
 	CredsFile string
@@ -50,6 +56,8 @@ func (o Options) Validate() error {
 	switch {
 	case o.URL == "":
 		return errors.New("Options.URL must be set")
+	case CheckURLs(o.URL) != nil:
+		return fmt.Errorf("Options.URL: %w", CheckURLs(o.URL))
 	case o.Name == "":
 		return errors.New("Options.Name must be set")
 	case o.ReconnectWait <= 0 || o.ConnectTimeout <= 0 || o.DrainTimeout <= 0:
@@ -86,18 +94,21 @@ func Connect(o Options, log zerolog.Logger, reg prometheus.Registerer) (*nats.Co
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("connected")
+			log.Info().Str("server", RedactURL(nc.ConnectedUrl())).Msg("connected")
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // our own drain or close at shutdown: not news
+			}
 			log.Warn().Err(err).Msg("disconnected")
 		}),
 		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
 			// Every failed attempt, so an operator sees why it is not ready;
 			// the delay between attempts bounds the rate.
-			log.Warn().Err(err).Str("servers", redactedServers(nc)).Msg("reconnect failed; retrying")
+			log.Warn().Err(err).Str("servers", servers(nc)).Msg("reconnect failed; retrying")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info().Str("server", nc.ConnectedUrlRedacted()).Msg("reconnected")
+			log.Info().Str("server", RedactURL(nc.ConnectedUrl())).Msg("reconnected")
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			ev := log.Error().Err(err)
@@ -112,7 +123,12 @@ func Connect(o Options, log zerolog.Logger, reg prometheus.Registerer) (*nats.Co
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("nats connect: %w", err)
+		return nil, fmt.Errorf("nats connect %s: %w", RedactURLs(o.URL), err)
+	}
+	if !nc.IsConnected() {
+		// The first round of attempts failed; the reconnect loop logs the
+		// ones after it.
+		log.Warn().Str("servers", servers(nc)).Msg("no NATS server reachable yet; retrying")
 	}
 	connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cardwire_nats_connected",
@@ -130,11 +146,97 @@ func Connect(o Options, log zerolog.Logger, reg prometheus.Registerer) (*nats.Co
 	return nc, nil
 }
 
-func redactedServers(nc *nats.Conn) string {
-	if u := nc.ConnectedUrlRedacted(); u != "" {
-		return u
+// servers lists the connection's server pool (configured and discovered),
+// which nats.go keeps without credentials.
+func servers(nc *nats.Conn) string { return strings.Join(nc.Servers(), ",") }
+
+// schemes are the URL schemes a NATS client connects with.
+var schemes = []string{"nats", "tls", "ws", "wss"}
+
+// CheckURLs reports why s is not a comma-separated list of NATS server URLs,
+// each nats://, tls://, ws:// or wss:// with a host (nats.go would take
+// "garbage" for the host garbage and retry it for ever). Errors show the
+// offending URL without its credentials.
+func CheckURLs(s string) error {
+	const want = "want a comma-separated list of nats://, tls://, ws:// or wss:// URLs such as nats://127.0.0.1:4222"
+	if strings.TrimSpace(s) == "" {
+		return errors.New(want + ", got nothing")
 	}
-	return fmt.Sprint(len(nc.Servers())) + " configured"
+	var ws, other bool
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return fmt.Errorf("%s, got an empty entry in %q", want, RedactURLs(s))
+		}
+		u, err := url.Parse(part)
+		switch {
+		case err != nil || !strings.Contains(part, "://"):
+			return fmt.Errorf("%s, got %q", want, RedactURL(part))
+		case !slices.Contains(schemes, strings.ToLower(u.Scheme)):
+			return fmt.Errorf("%s, got scheme %s:// in %q", want, u.Scheme, RedactURL(part))
+		case u.Hostname() == "":
+			return fmt.Errorf("%s, got no host in %q", want, RedactURL(part))
+		}
+		if p := u.Port(); p != "" {
+			if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+				return fmt.Errorf("%s, got port %q in %q", want, p, RedactURL(part))
+			}
+		}
+		isWS := strings.HasPrefix(strings.ToLower(u.Scheme), "ws")
+		ws, other = ws || isWS, other || !isWS
+	}
+	if ws && other {
+		return fmt.Errorf("ws:// and wss:// URLs cannot be mixed with nats:// or tls:// ones, got %q", RedactURLs(s))
+	}
+	return nil
+}
+
+// RedactURL removes the credentials (user and password, or a token in the
+// user name) from a server URL; one that does not parse keeps only what
+// follows its last '@'.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			return "…@" + s[i+1:]
+		}
+		return s
+	case u.User == nil:
+		return s
+	}
+	u.User = nil
+	return u.String()
+}
+
+// RedactURLs is RedactURL on each of comma-separated URLs.
+func RedactURLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = RedactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
+// ErrNoJetStream is wrapped by CheckJetStream's error when the server, or
+// the account the connection uses, has no JetStream.
+var ErrNoJetStream = errors.New("no JetStream")
+
+// CheckJetStream asks the server for the account's JetStream information,
+// so that a server started without JetStream is named as such (every
+// JetStream request to it would fail with "no responders").
+func CheckJetStream(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
+	_, err := js.AccountInfo(ctx)
+	server := RedactURL(nc.ConnectedUrl())
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("%w for this account on the NATS server at %s: enable it for the account of NATS_CREDS_FILE's user", ErrNoJetStream, server)
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration)", ErrNoJetStream, server)
+	}
+	return fmt.Errorf("JetStream account info from %s: %w", server, err)
 }
 
 // ErrNotConnected is returned by Ready while the connection is down.

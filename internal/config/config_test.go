@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -92,4 +94,83 @@ func TestEnvCollectsEveryError(t *testing.T) {
 	require.ErrorContains(t, err, "D: want a positive Go duration")
 	require.ErrorContains(t, err, "N: want a positive integer")
 	require.ErrorContains(t, err, "B: want true or false")
+}
+
+func TestVarsCheck(t *testing.T) {
+	vars := config.Vars{
+		{Name: "ADDR", Default: ":8080", Help: "listener"},
+		{Name: "MAX_AGE", Default: "15m", Help: "age"},
+		{Name: "TOKEN", Help: "token"},
+		{Name: "TOKEN_FILE", Help: "token file"},
+	}
+	read := func(env *config.Env) {
+		env.String("ADDR", ":8080")
+		env.Duration("MAX_AGE", 15*time.Minute)
+		env.Secret("TOKEN")
+	}
+	testCases := []struct {
+		Name string
+		Vars config.Vars
+		Read func(*config.Env)
+		All  bool
+		Want []string
+	}{
+		{Name: "in step", Vars: vars, Read: read, All: true},
+		{Name: "a default differs", Vars: vars, Read: func(env *config.Env) { read(env); env.Int("ADDR", 1) }, Want: []string{`ADDR: the table says default ":8080", the code uses "1"`}},
+		{Name: "read but not in the table", Vars: vars, Read: func(env *config.Env) { read(env); env.Bool("DEBUG", false) }, Want: []string{`DEBUG is read (default "false") but not in the table`}},
+		{Name: "in the table but never read", Vars: vars, Read: func(env *config.Env) { env.String("ADDR", ":8080") }, All: true,
+			Want: []string{"MAX_AGE is in the table but never read", "TOKEN_FILE is in the table but never read"}},
+		{Name: "never read is fine for a partial read", Vars: vars, Read: func(env *config.Env) { env.String("ADDR", ":8080") }},
+		{Name: "twice in the table", Vars: append(vars, config.Var{Name: "ADDR", Default: ":8080", Help: "again"}), Read: read, Want: []string{"ADDR is in the table twice"}},
+		{Name: "help of two lines", Vars: append(vars[:3:3], config.Var{Name: "TOKEN_FILE", Help: "one\ntwo"}), Read: read, Want: []string{"TOKEN_FILE: the help must be one line"}},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			env := &config.Env{Getenv: func(string) string { return "" }}
+			c.Read(env)
+			err := c.Vars.Check(env.Reads(), c.All)
+			if len(c.Want) == 0 {
+				require.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			for _, w := range c.Want {
+				require.Contains(t, err.Error(), w)
+			}
+		})
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		500 * time.Millisecond: "500ms", 30 * time.Second: "30s", 15 * time.Minute: "15m", 90 * time.Second: "1m30s",
+		time.Hour: "1h", 168 * time.Hour: "168h", 90 * time.Minute: "1h30m", time.Hour + time.Second: "1h0m1s",
+	} {
+		require.Equal(t, want, config.FormatDuration(d))
+		require.True(t, config.SameDefault(want, d.String()), "%s and %s", want, d)
+	}
+	require.False(t, config.SameDefault("5m", "5s"))
+	require.False(t, config.SameDefault("", "0s"))
+}
+
+func TestUsage(t *testing.T) {
+	var out strings.Builder
+	require.NoError(t, config.Vars{
+		{Name: "NATS_URL", Default: "nats://127.0.0.1:4222", Help: "NATS servers"},
+		{Name: "NATS_CREDS_FILE", Help: "credentials"},
+	}.Usage(&out))
+	require.Equal(t, ""+
+		"  VARIABLE         DEFAULT                WHAT IT DOES\n"+
+		"  NATS_URL         nats://127.0.0.1:4222  NATS servers\n"+
+		"  NATS_CREDS_FILE  -                      credentials\n", out.String())
+}
+
+// TestLogDurationsCarryTheirUnit: a duration field reads "1.5s", not a
+// bare number of milliseconds.
+func TestLogDurationsCarryTheirUnit(t *testing.T) {
+	var out strings.Builder
+	env := &config.Env{Getenv: func(string) string { return "" }}
+	log := env.Logger(&out)
+	log.Info().Dur("took", 1500*time.Millisecond).Dur("retry_in", 250*time.Millisecond).Msg("x")
+	require.Contains(t, out.String(), `"took":"1.5s","retry_in":"250ms"`)
 }

@@ -16,7 +16,15 @@ type Env struct {
 	// ReadFile reads *_FILE secrets; os.ReadFile when nil.
 	ReadFile func(string) ([]byte, error)
 	errs     []error
+	reads    []Read
 }
+
+// Reads returns every lookup made so far, in order, with the default each
+// was given (durations as FormatDuration shows them; "" for secrets and
+// unset strings). Tests hold them against the binary's Vars.
+func (e *Env) Reads() []Read { return e.reads }
+
+func (e *Env) read(name, def string) { e.reads = append(e.reads, Read{name, def}) }
 
 // Err returns every error met so far, joined, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
@@ -30,6 +38,7 @@ func (e *Env) lookup(name string) (string, bool) {
 
 // String returns the variable or def when unset.
 func (e *Env) String(name, def string) string {
+	e.read(name, def)
 	if v, ok := e.lookup(name); ok {
 		return v
 	}
@@ -38,6 +47,7 @@ func (e *Env) String(name, def string) string {
 
 // Duration parses a Go duration string (500ms, 30s, 15m); it must be positive.
 func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	e.read(name, FormatDuration(def))
 	v, ok := e.lookup(name)
 	if !ok {
 		return def
@@ -52,6 +62,7 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 
 // Int parses a positive integer.
 func (e *Env) Int(name string, def int) int {
+	e.read(name, strconv.Itoa(def))
 	v, ok := e.lookup(name)
 	if !ok {
 		return def
@@ -66,6 +77,7 @@ func (e *Env) Int(name string, def int) int {
 
 // Bool parses true/false (and the other forms strconv.ParseBool accepts).
 func (e *Env) Bool(name string, def bool) bool {
+	e.read(name, strconv.FormatBool(def))
 	v, ok := e.lookup(name)
 	if !ok {
 		return def
@@ -110,6 +122,8 @@ func (e *Env) Secret(name string) Secret {
 
 func (e *Env) secretText(name string) (string, bool) {
 	fileVar := name + "_FILE"
+	e.read(name, "")
+	e.read(fileVar, "")
 	v, hasValue := e.lookup(name)
 	path, hasFile := e.lookup(fileVar)
 	switch {

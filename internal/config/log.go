@@ -8,6 +8,14 @@ import (
 	"github.com/rs/zerolog"
 )
 
+func init() {
+	// Durations carry their unit in every log line ("took":"1.5s",
+	// "retry_in":"250ms"); zerolog's default is a bare number of
+	// milliseconds. Set once, before any logger exists, for the whole
+	// process (every binary builds its logger here).
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
+}
+
 // Logger builds the process logger from LOG_LEVEL (debug, info, warn, error;
 // default info) and LOG_FORMAT (json, the default, or console).
 func (e *Env) Logger(w io.Writer) zerolog.Logger {

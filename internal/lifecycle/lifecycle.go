@@ -13,6 +13,7 @@ import (
 	stdlog "log"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -139,22 +140,70 @@ func Retry(ctx context.Context, interval time.Duration, attempt func(ctx context
 	}
 }
 
-// version is stamped at build time:
-// -ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=v1.2.3".
-var version = "dev"
+// version and commit are stamped at build time (make build, the Dockerfile):
+//
+//	-ldflags "-X github.com/cardwire/cardwire/internal/lifecycle.version=0.6.0
+//	          -X github.com/cardwire/cardwire/internal/lifecycle.commit=$(git rev-parse --short=12 HEAD)"
+var (
+	version = "dev"
+	commit  = ""
+)
 
 // Version is the build's version ("dev" when not stamped).
 func Version() string { return version }
 
+// Commit is the build's commit: the stamped one, else the VCS revision Go
+// records in a build from a checkout (suffixed -dirty when the tree had
+// changes), else "unknown" (go run, go test, -buildvcs=false).
+func Commit() string {
+	if commit != "" {
+		return commit
+	}
+	return buildCommit(debug.ReadBuildInfo)
+}
+
+func buildCommit(read func() (*debug.BuildInfo, bool)) string {
+	info, ok := read()
+	if !ok {
+		return "unknown"
+	}
+	var rev string
+	var dirty bool
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "unknown"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return rev
+}
+
 // ParseArgs accepts no arguments but -h and -version: every setting is an
-// environment variable. exit is true when a flag asked for output only (the
-// caller returns err, nil for those).
-func ParseArgs(name string, args []string, stdout io.Writer) (exit bool, err error) {
+// environment variable, and -h lists them through variables (which writes
+// the binary's table of variables, defaults and descriptions). exit is true
+// when a flag asked for output only (the caller returns err, nil for
+// those).
+func ParseArgs(name string, args []string, stdout io.Writer, variables func(io.Writer) error) (exit bool, err error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	showVersion := fs.Bool("version", false, "print the version and the commit, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "usage: %s [-version]\n\nConfigured through environment variables; see the README.\n", name)
+		fmt.Fprintf(stdout, "usage: %s [-h] [-version]\n\n", name)
+		fmt.Fprint(stdout, "Every setting is an environment variable (durations are Go durations such as\n500ms, 30s or 15m; a *_FILE variable names the file holding that secret).\nThe README's configuration table says more.\n\n")
+		if variables != nil {
+			variables(stdout)
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -163,10 +212,10 @@ func ParseArgs(name string, args []string, stdout io.Writer) (exit bool, err err
 		return true, err
 	}
 	if fs.NArg() > 0 {
-		return true, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return true, fmt.Errorf("unexpected arguments %q (every setting is an environment variable; see -h)", fs.Args())
 	}
 	if *showVersion {
-		_, err := fmt.Fprintf(stdout, "%s %s\n", name, version)
+		_, err := fmt.Fprintf(stdout, "%s %s (commit %s)\n", name, version, Commit())
 		return true, err
 	}
 	return false, nil

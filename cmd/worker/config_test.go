@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cardwire/cardwire/internal/config"
+	"github.com/cardwire/cardwire/internal/logtest"
+	"github.com/cardwire/cardwire/internal/readme"
+)
+
+// TestVariablesAreWhatLoadConfigReads: the table -h prints and the README
+// is held to is the list of variables loadConfig (and the logger) read,
+// with the defaults they use.
+func TestVariablesAreWhatLoadConfigReads(t *testing.T) {
+	testCases := []struct {
+		Name string
+		Env  map[string]string
+	}{
+		{"nothing set", nil},
+		// A personal access token reads SEAM_WORKSPACE_ID for its header too.
+		{"personal access token", map[string]string{"SEAM_API_KEY": "seam_at_1234", "SEAM_WORKSPACE_ID": "ws-1"}},
+		{"secrets from files", map[string]string{"SEAM_API_KEY_FILE": "/run/secrets/seam-api-key", "WORKER_API_TOKEN_FILE": "/run/secrets/api-token"}},
+		{"every event type", map[string]string{"CATCHUP_EVENT_TYPES": "*"}},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			env := &config.Env{
+				Getenv:   func(k string) string { return c.Env[k] },
+				ReadFile: func(string) ([]byte, error) { return []byte("seam_test_key"), nil },
+			}
+			env.Logger(io.Discard)
+			loadConfig(env)
+			require.NoError(t, env.Err())
+			require.NoError(t, variables.Check(env.Reads(), true))
+		})
+	}
+}
+
+func TestArgs(t *testing.T) {
+	var help []string
+	for _, v := range variables {
+		def := v.Default
+		if def == "" {
+			def = "-"
+		}
+		help = append(help, `(?m)^  `+regexp.QuoteMeta(v.Name)+` +`+regexp.QuoteMeta(def)+` +`+regexp.QuoteMeta(v.Help)+`$`)
+	}
+	testCases := []struct {
+		Name    string
+		Args    []string
+		Want    []string
+		WantErr string
+	}{
+		{Name: "-h lists every variable, its default and what it does", Args: []string{"-h"}, Want: append([]string{`^usage: worker \[-h\] \[-version\]`}, help...)},
+		{Name: "-version names the version and the commit", Args: []string{"-version"}, Want: []string{`^worker dev \(commit \S+\)\n$`}},
+		{Name: "an argument", Args: []string{"serve"}, WantErr: `unexpected arguments ["serve"]`},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(t.Context(), c.Args, func(string) string { return "" }, &out)
+			if c.WantErr != "" {
+				require.ErrorContains(t, err, c.WantErr)
+				return
+			}
+			require.NoError(t, err)
+			for _, w := range c.Want {
+				require.Regexp(t, w, out.String())
+			}
+		})
+	}
+}
+
+// TestREADMEConfigurationTable: README's configuration table lists every
+// variable of the worker, with its default, and none it does not read.
+func TestREADMEConfigurationTable(t *testing.T) {
+	src, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	rows, err := readme.Parse(src).ConfigTable("Configuration")
+	require.NoError(t, err)
+	require.NoError(t, readme.CheckConfig(rows, "worker", variables))
+}
+
+func TestNATSURLMustBeNATSURLs(t *testing.T) {
+	const want = "NATS_URL: want a comma-separated list of nats://, tls://, ws:// or wss:// URLs such as nats://127.0.0.1:4222, got "
+	testCases := []struct {
+		Name string
+		URL  string
+		Want string
+	}{
+		{"a word", "garbage", want + `"garbage"`},
+		{"no scheme", "127.0.0.1:4222", want + `"127.0.0.1:4222"`},
+		{"http, with credentials", "http://cardwire:hunter2@nats:4222", want + `scheme http:// in "http://nats:4222"`},
+		{"no host", "nats://:4222", want + `no host in "nats://:4222"`},
+		{"a bad port", "nats://nats:http", "NATS_URL: "},
+		{"an empty entry", "nats://a:4222,,nats://b:4222", want + `an empty entry in "nats://a:4222,,nats://b:4222"`},
+		{"websocket mixed with nats", "nats://a:4222,wss://b:443", `NATS_URL: ws:// and wss:// URLs cannot be mixed with nats:// or tls:// ones`},
+	}
+	for _, c := range testCases {
+		t.Run(c.Name, func(t *testing.T) {
+			env := map[string]string{"NATS_URL": c.URL, "WORKER_API_ADDR": "127.0.0.1:0"}
+			err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+			require.ErrorContains(t, err, c.Want)
+			require.NotContains(t, err.Error(), "hunter2")
+		})
+	}
+}
+
+// TestUnreachableNATSIsLoggedWithItsURL: while no server answers, the
+// log says which one is tried, without its credentials.
+func TestUnreachableNATSIsLoggedWithItsURL(t *testing.T) {
+	addr := closedAddr(t)
+	logs, _ := runInBackground(t, map[string]string{"NATS_URL": "nats://cardwire:hunter2@" + addr, "WORKER_API_ADDR": "127.0.0.1:0"})
+	require.Equal(t, "nats://"+addr, logs.Wait(t, "no NATS server reachable yet; retrying", "nats")["servers"])
+	require.Equal(t, "nats://"+addr, logs.Wait(t, "reconnect failed; retrying", "nats")["servers"])
+	require.NotContains(t, logs.String(), "hunter2")
+}
+
+// TestNATSWithoutJetStreamIsNamed: a server started without -js is named
+// as such, not as "no responders".
+func TestNATSWithoutJetStreamIsNamed(t *testing.T) {
+	url := runPlainNATS(t)
+	logs, stop := runInBackground(t, map[string]string{"NATS_URL": url, "WORKER_API_ADDR": "127.0.0.1:0"})
+	line := logs.Wait(t, "NATS has no JetStream; retrying", "")
+	require.Equal(t, "no JetStream on the NATS server at "+url+": start nats-server with -js (or a jetstream {} block in its configuration)", line["error"])
+	require.NotContains(t, logs.String(), "no responders")
+
+	// Durations in the log carry their unit.
+	stop()
+	require.Regexp(t, `^[0-9.]+(ns|µs|ms|s)$`, logs.Wait(t, "stopped", "lifecycle")["took"])
+}
+
+// runInBackground runs the worker with env on loopback ports until stop
+// or the end of the test, and returns its log.
+func runInBackground(t *testing.T, env map[string]string) (logs *logtest.Sink, stop func()) {
+	t.Helper()
+	env["ADMIN_ADDR"] = "127.0.0.1:0"
+	logs = logtest.NewSink()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, logs) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("run did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return logs, stop
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+// runPlainNATS starts a NATS server without JetStream.
+func runPlainNATS(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go s.Start()
+	require.True(t, s.ReadyForConnections(10*time.Second))
+	t.Cleanup(s.Shutdown)
+	return strings.TrimSuffix(s.ClientURL(), "/")
+}
