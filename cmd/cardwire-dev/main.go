@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, usage)
 		return nil
 	case "-version", "--version", "version":
-		_, err := fmt.Fprintf(stdout, "cardwire-dev %s\n", lifecycle.Version())
+		_, err := fmt.Fprintf(stdout, "cardwire-dev %s (commit %s)\n", lifecycle.Version(), lifecycle.Commit())
 		return err
 	}
 	return fmt.Errorf("unknown command %q\n%s", args[0], usage)

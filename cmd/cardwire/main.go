@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return c.flagErr(fs, err)
 	}
 	if *showVersion {
-		_, err := fmt.Fprintf(stdout, "cardwire %s\n", lifecycle.Version())
+		_, err := fmt.Fprintf(stdout, "cardwire %s (commit %s)\n", lifecycle.Version(), lifecycle.Commit())
 		return err
 	}
 	rest := fs.Args()

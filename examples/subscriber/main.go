@@ -57,6 +57,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	durable := fs.String("durable", or(getenv("SUBSCRIBER_DURABLE"), "example-subscriber"), "durable consumer name (SUBSCRIBER_DURABLE)")
 	workspace := fs.String("workspace", getenv("SUBSCRIBER_WORKSPACE_ID"), "only this workspace's outcomes; all when empty (SUBSCRIBER_WORKSPACE_ID)")
 	bind := fs.Bool("bind", getenv("SUBSCRIBER_BIND") == "true", "bind a durable an operator created instead of creating or updating it (SUBSCRIBER_BIND=true)")
+	// With deploy/k8s/components/subscriber-access a subscriber reaches
+	// cardwire's streams only through the JetStream domain "cardwire".
+	domain := fs.String("js-domain", getenv("SUBSCRIBER_JS_DOMAIN"), "JetStream domain of cardwire's streams, e.g. cardwire (SUBSCRIBER_JS_DOMAIN); none when empty")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -81,6 +84,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
+	if *domain != "" {
+		js, err = jetstream.NewWithDomain(nc, *domain)
+	}
 	if err != nil {
 		return err
 	}
