@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/encoding"
@@ -103,12 +105,23 @@ func (f *feed) start(ctx, wait context.Context, st *store.Store) error {
 			f.publish(rec)
 		}
 	}()
-	entries, err := st.PendingIndex(wait)
-	if err != nil {
-		return err
+	// A stream just created on a cluster may have no leader for a moment
+	// (no responders): the read is tried again until wait ends.
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		entries, err := st.PendingIndex(wait)
+		if err == nil {
+			f.load(entries)
+			return nil
+		}
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, nats.ErrTimeout) {
+			return err
+		}
+		select {
+		case <-wait.Done():
+			return err
+		case <-time.After(delay):
+		}
 	}
-	f.load(entries)
-	return nil
 }
 
 // sweep forgets pending entries older than maxAge, checking each against
