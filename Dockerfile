@@ -1,7 +1,8 @@
 # One Dockerfile for every cardwire binary: build with
 #   docker build --build-arg BINARY=webhook-receiver --build-arg VERSION=0.6.0 --build-arg COMMIT=$(git rev-parse --short=12 HEAD) -t cardwire/webhook-receiver:0.6.0 .
 #   docker build --build-arg BINARY=worker … -t cardwire/worker:0.6.0 .
-# (`make image` builds both.) The result is a static binary on distroless,
+# (`make image-docker` builds both; `make image` builds the same images with
+# ko, no Docker engine needed.) The result is a static binary on distroless,
 # running as the nonroot user, with CA certificates and no shell. Every image
 # also holds the operator CLI, /cardwire, which reads the same environment:
 #   kubectl exec deploy/worker -- /cardwire deadletters list

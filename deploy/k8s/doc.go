@@ -8,4 +8,7 @@
 // that match the binaries, and alerts on metrics that exist. With
 // components/subscriber-access they also run a real nats-server on the
 // configuration it renders and hold the subscriber user to its rights.
+// cmd/rules prints the production PrometheusRule as a plain Prometheus
+// rules file, for promtool and a real Prometheus (make test-alerts), and
+// alerts/tests.yml holds the alerts' promtool unit tests.
 package k8s

@@ -48,12 +48,13 @@ func TestCommitFromBuildInfo(t *testing.T) {
 	}
 }
 
-// TestBuildsStampVersionAndCommit: make build and the Dockerfile set both
-// variables by their full names (a misspelt -X is silently ignored), and
-// make takes the version from the CHANGELOG's newest entry.
+// TestBuildsStampVersionAndCommit: make build, the Dockerfile and ko's
+// .ko.yaml (make image) set both variables by their full names (a misspelt
+// -X is silently ignored), and make takes the version from the CHANGELOG's
+// newest entry.
 func TestBuildsStampVersionAndCommit(t *testing.T) {
 	stamp := regexp.MustCompile(`-X github\.com/cardwire/cardwire/internal/lifecycle\.(\w+)=`)
-	for _, file := range []string{"../../Makefile", "../../Dockerfile"} {
+	for _, file := range []string{"../../Makefile", "../../Dockerfile", "../../.ko.yaml"} {
 		t.Run(file, func(t *testing.T) {
 			src, err := os.ReadFile(file)
 			require.NoError(t, err)
@@ -71,4 +72,18 @@ func TestBuildsStampVersionAndCommit(t *testing.T) {
 	require.NoError(t, err)
 	require.Regexp(t, `(?m)^VERSION\s*\?=.*CHANGELOG\.md`, string(makefile), "make's VERSION comes from the CHANGELOG")
 	require.Regexp(t, `(?m)^COMMIT\s*\?=.*git describe`, string(makefile), "make's COMMIT comes from git")
+}
+
+// TestImagesShareTheBase: make image (ko) and make image-docker build on the
+// same base.
+func TestImagesShareTheBase(t *testing.T) {
+	dockerfile, err := os.ReadFile("../../Dockerfile")
+	require.NoError(t, err)
+	froms := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(string(dockerfile), -1)
+	require.NotEmpty(t, froms)
+	ko, err := os.ReadFile("../../.ko.yaml")
+	require.NoError(t, err)
+	base := regexp.MustCompile(`(?m)^defaultBaseImage:\s*(\S+)\s*$`).FindStringSubmatch(string(ko))
+	require.NotNil(t, base, ".ko.yaml names a defaultBaseImage")
+	require.Equal(t, froms[len(froms)-1][1], base[1], "the Dockerfile's final FROM and .ko.yaml's defaultBaseImage")
 }
