@@ -1,12 +1,14 @@
 package worker_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -230,6 +232,94 @@ func BenchmarkManyWaits(b *testing.B) {
 		b.ReportMetric(float64(during.HeapAlloc-min(during.HeapAlloc, before.HeapAlloc))/(1<<20), "heap-MiB")
 		reportLatency(b, lat, "settled-to-answer-")
 	}
+}
+
+// BenchmarkManyWaitsRSS is BenchmarkManyWaits with 10,000 waits whose
+// client is another process (this test binary, as waitClient): it reports
+// the worker process's extra resident memory while they are all open
+// (VmRSS from /proc), the consumers they added, and the time from each
+// state change to its answer.
+func BenchmarkManyWaitsRSS(b *testing.B) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("CARDWIRE_BENCH_WAITS")); err == nil && v > 0 {
+		n = v
+	}
+	e := newEnv(b)
+	w := e.startWorker(b, workerConfig{maxWaiters: n})
+	for range b.N {
+		creds := make([]string, n)
+		ids := make([]string, n)
+		for i := range n {
+			creds[i] = uuid.NewString()
+			ids[i] = w.register(b, creds[i], "", uuid.NewString()).EncodingID
+		}
+		consumers := streamConsumers(b, e)
+		runtime.GC()
+		before := vmRSS(b)
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), waitClientEnv+"="+w.api.URL)
+		cmd.Stdin = strings.NewReader(strings.Join(ids, "\n"))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		if !lines.Scan() || lines.Text() != "open" {
+			b.Fatalf("client: %q", lines.Text())
+		}
+		for w.counter("cardwire_worker_api_waiters") < float64(n) {
+			time.Sleep(10 * time.Millisecond) // polling a gauge: nothing to await
+		}
+		runtime.GC()
+		during := vmRSS(b)
+		if got := streamConsumers(b, e); got != consumers {
+			b.Fatalf("consumers %d, want %d", got, consumers)
+		}
+		for i := range n {
+			if _, err := e.trySeamEvent("acs_credential.issued", ws, creds[i], time.Now(), ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var lat []time.Duration
+		for lines.Scan() {
+			us, err := strconv.Atoi(lines.Text())
+			if err != nil {
+				b.Fatalf("client: %q", lines.Text())
+			}
+			lat = append(lat, time.Duration(us)*time.Microsecond)
+		}
+		if err := cmd.Wait(); err != nil {
+			b.Fatalf("client: %v", err)
+		}
+		if len(lat) != n {
+			b.Fatalf("%d answers, want %d", len(lat), n)
+		}
+		b.ReportMetric(float64(during-min(during, before))/(1<<20), "rss-MiB")
+		reportLatency(b, lat, "settled-to-answer-")
+	}
+}
+
+// vmRSS is this process's resident set size in bytes.
+func vmRSS(b *testing.B) uint64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
 
 func streamConsumers(b *testing.B, e *env) int {
