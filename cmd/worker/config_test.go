@@ -100,13 +100,11 @@ func TestNATSURLMustBeNATSURLs(t *testing.T) {
 		URL  string
 		Want string
 	}{
+		// The forms a URL can take wrong are internal/broker's table; here,
+		// that the binary refuses at start, names the variable, and never
+		// repeats a credential.
 		{"a word", "garbage", want + `"garbage"`},
-		{"no scheme", "127.0.0.1:4222", want + `"127.0.0.1:4222"`},
 		{"http, with credentials", "http://cardwire:hunter2@nats:4222", want + `scheme http:// in "http://nats:4222"`},
-		{"no host", "nats://:4222", want + `no host in "nats://:4222"`},
-		{"a bad port", "nats://nats:http", "NATS_URL: "},
-		{"an empty entry", "nats://a:4222,,nats://b:4222", want + `an empty entry in "nats://a:4222,,nats://b:4222"`},
-		{"websocket mixed with nats", "nats://a:4222,wss://b:443", `NATS_URL: ws:// and wss:// URLs cannot be mixed with nats:// or tls:// ones`},
 	}
 	for _, c := range testCases {
 		t.Run(c.Name, func(t *testing.T) {

@@ -188,12 +188,7 @@ func BenchmarkManyWaits(b *testing.B) {
 	e := newEnv(b)
 	w := e.startWorker(b, workerConfig{maxWaiters: n})
 	for range b.N {
-		creds := make([]string, n)
-		ids := make([]string, n)
-		for i := range n {
-			creds[i] = uuid.NewString()
-			ids[i] = w.register(b, creds[i], "", uuid.NewString()).EncodingID
-		}
+		creds, ids := registerMany(b, w, n)
 		consumers := streamConsumers(b, e)
 		runtime.GC()
 		var before runtime.MemStats
@@ -223,11 +218,7 @@ func BenchmarkManyWaits(b *testing.B) {
 		if got := streamConsumers(b, e); got != consumers {
 			b.Fatalf("consumers %d, want %d", got, consumers)
 		}
-		for i := range n {
-			if _, err := e.trySeamEvent("acs_credential.issued", ws, creds[i], time.Now(), ""); err != nil {
-				b.Fatal(err)
-			}
-		}
+		issueAll(b, e, creds)
 		wg.Wait()
 		b.ReportMetric(float64(during.HeapAlloc-min(during.HeapAlloc, before.HeapAlloc))/(1<<20), "heap-MiB")
 		reportLatency(b, lat, "settled-to-answer-")
@@ -247,12 +238,7 @@ func BenchmarkManyWaitsRSS(b *testing.B) {
 	e := newEnv(b)
 	w := e.startWorker(b, workerConfig{maxWaiters: n})
 	for range b.N {
-		creds := make([]string, n)
-		ids := make([]string, n)
-		for i := range n {
-			creds[i] = uuid.NewString()
-			ids[i] = w.register(b, creds[i], "", uuid.NewString()).EncodingID
-		}
+		creds, ids := registerMany(b, w, n)
 		consumers := streamConsumers(b, e)
 		runtime.GC()
 		before := vmRSS(b)
@@ -279,11 +265,7 @@ func BenchmarkManyWaitsRSS(b *testing.B) {
 		if got := streamConsumers(b, e); got != consumers {
 			b.Fatalf("consumers %d, want %d", got, consumers)
 		}
-		for i := range n {
-			if _, err := e.trySeamEvent("acs_credential.issued", ws, creds[i], time.Now(), ""); err != nil {
-				b.Fatal(err)
-			}
-		}
+		issueAll(b, e, creds)
 		var lat []time.Duration
 		for lines.Scan() {
 			us, err := strconv.Atoi(lines.Text())
@@ -300,6 +282,26 @@ func BenchmarkManyWaitsRSS(b *testing.B) {
 		}
 		b.ReportMetric(float64(during-min(during, before))/(1<<20), "rss-MiB")
 		reportLatency(b, lat, "settled-to-answer-")
+	}
+}
+
+// registerMany registers n track-only encodings, each of its own
+// credential, and returns the credentials and encoding ids.
+func registerMany(b *testing.B, w *worker, n int) (creds, ids []string) {
+	creds, ids = make([]string, n), make([]string, n)
+	for i := range n {
+		creds[i] = uuid.NewString()
+		ids[i] = w.register(b, creds[i], "", uuid.NewString()).EncodingID
+	}
+	return creds, ids
+}
+
+// issueAll publishes an acs_credential.issued for each credential.
+func issueAll(b *testing.B, e *env, creds []string) {
+	for _, cred := range creds {
+		if _, err := e.trySeamEvent("acs_credential.issued", ws, cred, time.Now(), ""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
