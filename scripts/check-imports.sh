@@ -15,12 +15,12 @@ while read -r pkg imports; do
     case "$imp" in $mod/*) ;; *) continue ;; esac
     short=${imp#"$mod/"}
     case "$pkg" in
-      $mod/internal/events|$mod/internal/encoding|$mod/internal/store|$mod/internal/worker|$mod/internal/seam|$mod/internal/seamsim|$mod/internal/streams|$mod/internal/broker|$mod/internal/admin|$mod/internal/config|$mod/internal/httpapi|$mod/internal/lifecycle|$mod/internal/workspaces|$mod/internal/catchup)
+      $mod/internal/events|$mod/internal/encoding|$mod/internal/store|$mod/internal/worker|$mod/internal/seam|$mod/internal/seamsim|$mod/internal/streams|$mod/internal/broker|$mod/internal/admin|$mod/internal/config|$mod/internal/httpapi|$mod/internal/lifecycle|$mod/internal/workspaces|$mod/internal/catchup|$mod/internal/parking)
         case "$pkg" in
           */events) allowed="internal/streams internal/httpapi" ;;
           */encoding) allowed="internal/streams internal/seam" ;;
           */store) allowed="internal/encoding internal/streams" ;;
-          */worker) allowed="internal/encoding internal/store internal/streams internal/seam internal/httpapi internal/workspaces" ;;
+          */worker) allowed="internal/encoding internal/store internal/streams internal/seam internal/httpapi internal/workspaces internal/parking" ;;
           */workspaces) allowed="internal/config internal/seam internal/streams" ;;
           */catchup) allowed="internal/seam internal/streams" ;;
           */seamsim) allowed="internal/seam" ;;

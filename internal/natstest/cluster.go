@@ -45,7 +45,7 @@ func RunCluster(t testing.TB, n int) *Cluster {
 	}
 	c := &Cluster{Name: "cardwire-test"}
 	for i := range n {
-		opts := jetStreamOptions(t)
+		opts := jetStreamOptions(t.TempDir())
 		opts.ServerName = fmt.Sprintf("n%d", i+1)
 		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: "127.0.0.1", Port: ports[i]}
 		// Every node lists every node (itself included, which the server

@@ -24,17 +24,17 @@ type Server struct {
 // store in a test temp dir; it is shut down when the test ends.
 func RunJetStream(t testing.TB) *Server {
 	t.Helper()
-	return run(t, jetStreamOptions(t))
+	return run(t, jetStreamOptions(t.TempDir()))
 }
 
 // jetStreamOptions are one test server's options: loopback, a random client
-// port, JetStream with its store in a test temp dir.
-func jetStreamOptions(t testing.TB) *server.Options {
+// port, JetStream with its store in dir.
+func jetStreamOptions(dir string) *server.Options {
 	return &server.Options{
 		Host:      "127.0.0.1",
 		Port:      server.RANDOM_PORT,
 		JetStream: true,
-		StoreDir:  t.TempDir(),
+		StoreDir:  dir,
 		NoSigs:    true,
 		NoLog:     true,
 		// Tests publish bursts; keep the server's own limits out of the way.

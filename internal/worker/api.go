@@ -19,6 +19,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/httpapi"
+	"github.com/cardwire/cardwire/internal/parking"
 	"github.com/cardwire/cardwire/internal/streams"
 	"github.com/cardwire/cardwire/internal/workspaces"
 )
@@ -84,7 +85,7 @@ func (w *Worker) routes() http.Handler {
 		dir = workspaces.Static(workspaces.Single(workspaces.SingleOptions{WorkspaceID: w.o.Limits.DefaultWorkspaceID, APIToken: w.o.API.Token}))
 	}
 	a := &api{o: w.o.API, svc: w.svc, feed: w.feed, js: w.o.JS, log: w.log.With().Str("component", "api").Logger(), waits: w.waits,
-		slots: make(chan struct{}, w.o.API.MaxInFlight), dir: dir}
+		slots: make(chan struct{}, w.o.API.MaxInFlight), dir: dir, lot: w.lot}
 	mux := http.NewServeMux()
 	route := func(pattern, name string, h http.Handler) {
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(
@@ -139,6 +140,9 @@ type api struct {
 	waits context.Context
 	// slots bounds the requests being served, waits aside.
 	slots chan struct{}
+	// lot holds the parked long polls (park.go); nil where parking is
+	// not supported.
+	lot *parking.Lot
 	// dir holds the API tokens and the workspaces they reach.
 	dir directory
 }
@@ -231,6 +235,9 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, rec, ok := a.follow(w, r, id)
 	if !ok {
+		return
+	}
+	if !rec.Status.Terminal() && a.park(w, r, sub, rec, time.Now().Add(wait)) {
 		return
 	}
 	defer a.feed.unsubscribe(sub)

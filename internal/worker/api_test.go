@@ -2,7 +2,9 @@ package worker_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -205,12 +207,72 @@ func TestAPIWaitReturnsOnTheEvent(t *testing.T) {
 	require.Equal(t, encoding.StatusPending, r.record(t).Status)
 }
 
-// waitWatching waits until the worker's API has a watch open, from the
-// api requests in flight gauge.
+// A long poll answers at its end and on its event alike whether it is
+// parked (HTTP/1.1: its connection is taken from net/http, and closes
+// after the answer) or waits in its handler (HTTP/2 cannot be taken).
+func TestAPIWaitParkedOrInItsHandler(t *testing.T) {
+	e := newEnv(t)
+	w := e.startWorker(t, workerConfig{})
+	h2 := httptest.NewUnstartedServer(w.w.Handler())
+	h2.EnableHTTP2 = true
+	h2.StartTLS()
+	t.Cleanup(h2.Close)
+	for _, tc := range []struct {
+		name   string
+		srv    *httptest.Server
+		proto  int
+		closes bool
+	}{
+		{"HTTP/1.1, parked", w.api, 1, true},
+		{"HTTP/2, in its handler", h2, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			type answer struct {
+				resp *http.Response
+				rec  encoding.Record
+				err  error
+			}
+			get := func(id, wait string) answer {
+				resp, err := tc.srv.Client().Get(tc.srv.URL + "/v1/encodings/" + id + "?wait=" + wait)
+				if err != nil {
+					return answer{err: err}
+				}
+				defer resp.Body.Close()
+				var rec encoding.Record
+				err = json.NewDecoder(resp.Body).Decode(&rec)
+				return answer{resp: resp, rec: rec, err: err}
+			}
+			cred := uuid.NewString()
+			rec := w.register(t, cred, "", uuid.NewString())
+
+			a := get(rec.EncodingID, "100ms")
+			require.NoError(t, a.err)
+			require.Equal(t, http.StatusOK, a.resp.StatusCode)
+			require.Equal(t, tc.proto, a.resp.ProtoMajor)
+			require.Equal(t, tc.closes, a.resp.Close)
+			require.Equal(t, "application/json", a.resp.Header.Get("Content-Type"))
+			require.Equal(t, encoding.StatusPending, a.rec.Status, "at its end, as it is")
+
+			done := make(chan answer, 1)
+			go func() { done <- get(rec.EncodingID, "30s") }()
+			waitWatching(t, w)
+			e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+			a = <-done
+			require.NoError(t, a.err)
+			require.Equal(t, http.StatusOK, a.resp.StatusCode)
+			require.Equal(t, encoding.StatusIssued, a.rec.Status, "on its event")
+			require.Eventually(t, func() bool { return w.counter("cardwire_worker_api_waiters") == 0 },
+				10*time.Second, 2*time.Millisecond)
+		})
+	}
+}
+
+// waitWatching waits until the worker's API has a wait open, from the
+// waiters gauge.
 func waitWatching(t *testing.T, w *worker) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		return w.counter("cardwire_worker_api_in_flight") >= 1
+		return w.counter("cardwire_worker_api_waiters") >= 1
 	}, 10*time.Second, 2*time.Millisecond)
 }
 

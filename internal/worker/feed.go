@@ -68,6 +68,9 @@ func (a pendingKey) compare(b pendingKey) int {
 type waiter struct {
 	id string
 	ch chan encoding.Record // capacity 1: only the latest matters
+	// deliver, when set, is handed each revision instead of ch (a
+	// parked long poll has no goroutine reading ch). It must not block.
+	deliver func(encoding.Record)
 }
 
 func newFeed(maxWaiters int) *feed {
@@ -173,11 +176,28 @@ func (f *feed) publish(rec encoding.Record) {
 		f.addLocked(pendingKey{at: rec.RequestedAt, id: rec.EncodingID, ws: rec.WorkspaceID})
 	}
 	for w := range f.waiters[rec.EncodingID] {
+		if w.deliver != nil {
+			w.deliver(rec)
+			continue
+		}
 		select {
 		case <-w.ch: // drop the older revision it has not read yet
 		default:
 		}
 		w.ch <- rec
+	}
+}
+
+// deliverTo hands w's revisions to deliver from now on, first the one
+// waiting in its channel, if any.
+func (f *feed) deliverTo(w *waiter, deliver func(encoding.Record)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w.deliver = deliver
+	select {
+	case rec := <-w.ch:
+		deliver(rec)
+	default:
 	}
 }
 

@@ -37,7 +37,8 @@ const ws = "6c9f2b2e-94b5-4ee6-a1d1-3a6e0d3f7c11"
 // env is one embedded JetStream server with what the receiver and the
 // worker create, plus a collector of every outcome message.
 type env struct {
-	nats     *natstest.Server
+	nats     *natstest.Server // nil when the server is another process
+	url      string
 	js       jetstream.JetStream
 	owned    streams.WorkerOptions
 	outcomes *outcomeLog
@@ -46,7 +47,15 @@ type env struct {
 func newEnv(t testing.TB, configure ...func(*streams.WorkerOptions)) *env {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
-	_, js := natstest.Connect(t, srv.ClientURL())
+	e := newEnvAt(t, srv.ClientURL(), configure...)
+	e.nats = srv
+	return e
+}
+
+// newEnvAt is newEnv on the server at url.
+func newEnvAt(t testing.TB, url string, configure ...func(*streams.WorkerOptions)) *env {
+	t.Helper()
+	_, js := natstest.Connect(t, url)
 	ctx := t.Context()
 	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
 	owned := streams.DefaultWorkerOptions()
@@ -56,7 +65,7 @@ func newEnv(t testing.TB, configure ...func(*streams.WorkerOptions)) *env {
 	}
 	_, err := streams.EnsureWorker(ctx, js, owned)
 	require.NoError(t, err)
-	e := &env{nats: srv, js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
+	e := &env{url: url, js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
 	e.outcomes.follow(t, js)
 	return e
 }
@@ -161,7 +170,7 @@ func (e *env) workerOptions(t testing.TB, cfg workerConfig, js jetstream.JetStre
 
 func (e *env) startWorker(t testing.TB, cfg workerConfig) *worker {
 	t.Helper()
-	url := e.nats.ClientURL()
+	url := e.url
 	if cfg.url != "" {
 		url = cfg.url
 	}

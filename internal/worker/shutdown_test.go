@@ -38,8 +38,9 @@ func TestShutdownEndsWaitsButFinishesRegistrations(t *testing.T) {
 		post <- answer{r, err}
 	}()
 	<-inEncode
-	require.Eventually(t, func() bool { return w.counter("cardwire_worker_api_in_flight") >= 2 },
-		10*time.Second, 2*time.Millisecond, "the long poll and the POST are in flight")
+	require.Eventually(t, func() bool {
+		return w.counter("cardwire_worker_api_waiters") == 1 && w.counter("cardwire_worker_api_in_flight") >= 1
+	}, 10*time.Second, 2*time.Millisecond, "the long poll is open and the POST in flight")
 
 	// What cmd/worker does first at shutdown: end the waits, then shut the
 	// API's HTTP server down, which waits for the requests in flight.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/natstest"
 )
 
 // waitClientEnv, when set, makes the test binary a long-poll client
@@ -22,6 +23,7 @@ import (
 const waitClientEnv = "CARDWIRE_WAIT_CLIENT"
 
 func TestMain(m *testing.M) {
+	natstest.ServeIfAsked()
 	if url := os.Getenv(waitClientEnv); url != "" {
 		os.Exit(waitClient(url, os.Stdin, os.Stdout))
 	}

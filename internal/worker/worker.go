@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cardwire/cardwire/internal/encoding"
+	"github.com/cardwire/cardwire/internal/parking"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/store"
 	"github.com/cardwire/cardwire/internal/streams"
@@ -140,6 +141,9 @@ type Worker struct {
 	// waits ends long polls and event streams at Stop.
 	waits     context.Context
 	stopWaits context.CancelFunc
+	// lot holds the parked long polls (park.go); nil where parking is
+	// not supported.
+	lot       *parking.Lot
 	stopWatch context.CancelFunc
 }
 
@@ -218,6 +222,12 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 		return nil, err
 	}
 	w.waits, w.stopWaits = context.WithCancel(context.Background())
+	switch w.lot, err = parking.New(); {
+	case errors.Is(err, errors.ErrUnsupported):
+		w.log.Info().Err(err).Msg("long polls wait in their handlers")
+	case err != nil:
+		return nil, err
+	}
 	w.handler = w.routes()
 	// Last: its goroutine must not outlive a New that failed.
 	w.svc.unindex = newUnindexer(w.svc.store, w.svc.log)
@@ -259,14 +269,26 @@ func (w *Worker) Handler() http.Handler { return w.handler }
 // EndWaits ends open long polls and event streams at once; registrations
 // and cancels in flight finish. Call it before shutting the API's HTTP
 // server down.
-func (w *Worker) EndWaits() { w.stopWaits() }
+func (w *Worker) EndWaits() {
+	w.stopWaits()
+	if w.lot != nil {
+		w.lot.Shutdown()
+	}
+}
 
-// Stop ends waits, then drains the intake and the timers (messages in hand
-// finish and are acknowledged), then the outbox, which publishes what they
-// stored, all within ctx.
+// Stop ends waits and sees the parked long polls answered, then drains
+// the intake and the timers (messages in hand finish and are
+// acknowledged), then the outbox, which publishes what they stored, all
+// within ctx.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.stopWaits()
-	errs := []error{w.intake.stop(ctx), w.timers.stop(ctx), w.outbox.stop(ctx)}
+	var errs []error
+	if w.lot != nil {
+		if err := w.lot.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("parked long polls: %w", err))
+		}
+	}
+	errs = append(errs, w.intake.stop(ctx), w.timers.stop(ctx), w.outbox.stop(ctx))
 	w.svc.unindex.stop(ctx)
 	if w.stopWatch != nil {
 		w.stopWatch()

@@ -123,6 +123,9 @@ func TestRotationsSecondWebhookStoresEachEventOnce(t *testing.T) {
 	info, err := st.Info(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, info.State.Msgs, "one event, two webhooks")
+	// The outcome goes out after the record is stored, which the long
+	// poll may answer first.
+	s.outcomes.wait(t, rec.EncodingID, func(r encoding.Record) bool { return r.Status == encoding.StatusIssued })
 	s.outcomes.mu.Lock()
 	defer s.outcomes.mu.Unlock()
 	issued := 0
