@@ -53,7 +53,7 @@ test: lint test-only
 test-only:
 	$(GO) test -race -count=1 -run '$(T)' $(PKG)
 
-## test-k8s: apply deploy/k8s (namespace, dev, production, nats, existing-nats) server-side with strict validation and no warnings to a real kube-apiserver v1.37.2 + etcd 3.7.0 in restricted namespaces, roll it out on 3 kwok nodes, drain one (PDBs hold) and restart every Deployment; the first run builds the servers from tools/k8s into .cache/k8s (≈ 10 min on 2 cores), later runs take under a minute (scripts/test-k8s.sh lists its variables)
+## test-k8s: apply deploy/k8s (namespace, dev, production, nats, existing-nats) server-side with strict validation and no warnings to a real kube-apiserver v1.37.2 + etcd 3.7.0 in restricted namespaces, roll it out on 3 kwok nodes, drain one (PDBs hold) and restart every Deployment; the first run builds the servers, kwok and controller-gen from tools/k8s into .cache/k8s (≈ 11–13 min on 2 cores), later runs take under a minute (scripts/test-k8s.sh lists its variables)
 .PHONY: test-k8s
 test-k8s:
 	./scripts/test-k8s.sh

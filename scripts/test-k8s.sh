@@ -2,15 +2,17 @@
 # make test-k8s: applies deploy/k8s to a real Kubernetes API server and rolls
 # it out on fake nodes. Everything runs on 127.0.0.1 from binaries built here:
 #
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+#   kwok and controller-gen
 #       from the wrapper module tools/k8s (k8s.io/kubernetes v1.37.2, etcd
-#       v3.7.0), built into .cache/k8s/bin and rebuilt only when
-#       tools/k8s/go.mod, go.sum or its commands change (cold ≈ 8–10 min on
-#       2 cores, 2.8 GB RAM; the module download is ≈ 1 min of that)
-#   kwok ($KWOK_VERSION)  three fake nodes whose pods turn Running and Ready
-#   controller-gen ($CONTROLLER_GEN_VERSION)  the ServiceMonitor and
-#       PrometheusRule CRDs, generated from the prometheus-operator API module
-#       cardwire's go.mod already requires
+#       v3.7.0, kwok v0.8.0, controller-tools v0.23.0: one build, so kwok and
+#       controller-gen share the Kubernetes libraries compiled for the
+#       servers), built into .cache/k8s/bin and rebuilt only when
+#       tools/k8s/go.mod, go.sum or its commands change (cold ≈ 11–13 min on
+#       2 cores, 3.2 GB RAM; the module download is ≈ 30 s of that)
+#   kwok makes three fake nodes whose pods turn Running and Ready;
+#   controller-gen generates the ServiceMonitor and PrometheusRule CRDs from
+#   the prometheus-operator API module cardwire's go.mod already requires
 #
 # Then: namespaces labelled pod-security.kubernetes.io/enforce=restricted and
 # warn=restricted; deploy/k8s/namespace, overlays/dev, overlays/production,
@@ -30,8 +32,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-KWOK_VERSION=v0.8.0
-CONTROLLER_GEN_VERSION=v0.23.0
 base=${K8S_PORT_BASE:-16440}
 etcd_port=$((base + 1)) etcd_peer=$((base + 2)) api_port=$((base + 3))
 kcm_port=$((base + 4)) sched_port=$((base + 5)) kwok_port=$((base + 6))
@@ -72,41 +72,34 @@ command -v go >/dev/null || missing go "install Go $(sed -n 's/^go //p' tools/k8
 step "build (cached in .cache/k8s/bin)"
 stamp=$(cat tools/k8s/go.mod tools/k8s/go.sum tools/k8s/cmd/*/*.go | sha256sum | cut -c1-16)
 if [ "$(cat "$bin/.stamp" 2>/dev/null)" != "$stamp" ]; then
-  echo "test-k8s: building etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (tools/k8s changed or first build: ≈ 8–10 min on 2 cores)"
+  echo "test-k8s: building etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, controller-gen (tools/k8s changed or first build: ≈ 11–13 min on 2 cores)"
   rm -f "$bin/.stamp"
   # Stamped as the release builds stamp them (kubectl version, /version).
   k8s_version=$(sed -n 's/^[[:space:]]*k8s.io\/kubernetes \(v[^ ]*\).*/\1/p' tools/k8s/go.mod)
   major=${k8s_version#v} major=${major%%.*}
   minor=${k8s_version#v"$major".} minor=${minor%%.*}
-  ldflags=
+  ldflags="-s -w" # test servers: no symbols or DWARF, a shorter link
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
   (cd tools/k8s && go build -trimpath -ldflags "$ldflags" -o "$bin/" ./cmd/etcd ./cmd/testpki \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl) ||
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+    sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/controller-tools/cmd/controller-gen) ||
     missing "the Kubernetes build" "tools/k8s did not build (it needs the Go module proxy the first time)"
   echo "$stamp" >"$bin/.stamp"
 fi
-for t in "kwok sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" \
-  "controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_GEN_VERSION"; do
-  set -- $t
-  if [ "$(cat "$bin/.$1.version" 2>/dev/null)" != "$2" ]; then
-    GOBIN=$bin GOFLAGS= go install "$2" || missing "$1" "go install $2 failed (it needs the Go module proxy the first time)"
-    echo "$2" >"$bin/.$1.version"
-  fi
-done
 # kwok's stages (what it does to nodes and pods) are not built in: the ones
 # kwokctl gives a cluster (kustomize/stage/fast: nodes Ready with leases,
-# pods Ready at once, deleted pods gone), from the module just installed.
-if [ "$(cat "$bin/kwok-stages/.version" 2>/dev/null)" != "$KWOK_VERSION" ]; then
-  stages=$(GOFLAGS= go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage
+# pods Ready at once, deleted pods gone), from the module tools/k8s built.
+if [ "$(cat "$bin/kwok-stages/.version" 2>/dev/null)" != "$stamp" ]; then
+  stages=$(cd tools/k8s && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
   rm -rf "$bin/kwok-stages" && mkdir -p "$bin/kwok-stages"
   for f in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
     pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
     cp "$stages/$f.yaml" "$bin/kwok-stages/" || missing "kwok's stages" "$stages/$f.yaml is not in the module cache"
   done
-  echo "$KWOK_VERSION" >"$bin/kwok-stages/.version"
+  echo "$stamp" >"$bin/kwok-stages/.version"
 fi
 kubectl() { "$bin/kubectl" --kubeconfig "$run/kubeconfig" "$@"; }
 
