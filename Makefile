@@ -58,6 +58,11 @@ test-only:
 test-k8s:
 	./scripts/test-k8s.sh
 
+## k8s-servers: only build what test-k8s runs (etcd, the Kubernetes servers, kubectl, kwok, controller-gen) into .cache/k8s/bin
+.PHONY: k8s-servers
+k8s-servers:
+	./scripts/test-k8s.sh build
+
 ## lint: formatting, vet, staticcheck and the package import rules
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

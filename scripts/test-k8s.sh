@@ -23,7 +23,8 @@
 # out; one node drained while the PodDisruptionBudgets hold; a rollout restart
 # of each Deployment. Each step prints how long it took.
 #
-# Variables: K8S_PORT_BASE (16440; etcd +1/+2, API server +3, controller
+# With the argument "build" it only builds (CI starts that early, in the
+# background). Variables: K8S_PORT_BASE (16440; etcd +1/+2, API server +3, controller
 # manager +4, scheduler +5, kwok +6), KEEP=1 leaves the cluster running
 # afterwards (KUBECONFIG=.cache/k8s/run/kubeconfig; stop it, last first, with the pids in
 # .cache/k8s/run/pids), CI=true makes a piece that cannot be had fail rather
@@ -100,6 +101,11 @@ if [ "$(cat "$bin/kwok-stages/.version" 2>/dev/null)" != "$stamp" ]; then
     cp "$stages/$f.yaml" "$bin/kwok-stages/" || missing "kwok's stages" "$stages/$f.yaml is not in the module cache"
   done
   echo "$stamp" >"$bin/kwok-stages/.version"
+fi
+if [ "${1:-}" = build ]; then
+  step "" # prints the build's time
+  echo "test-k8s: built into .cache/k8s/bin (build only) after $(($(date +%s) - t0))s"
+  exit 0
 fi
 kubectl() { "$bin/kubectl" --kubeconfig "$run/kubeconfig" "$@"; }
 
