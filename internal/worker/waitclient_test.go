@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/natstest"
 )
@@ -70,4 +73,15 @@ func waitClient(base string, in io.Reader, out io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// The benchmarks that measure the worker's own memory run NATS in a
+// process of its own: that server serves a worker as the embedded one does.
+func TestNATSInAProcessOfItsOwn(t *testing.T) {
+	e := newEnvAt(t, natstest.RunJetStreamProcess(t))
+	w := e.startWorker(t, workerConfig{})
+	cred := uuid.NewString()
+	rec := w.register(t, cred, "", uuid.NewString())
+	e.seamEvent(t, "acs_credential.issued", ws, cred, time.Now(), "")
+	require.Equal(t, encoding.StatusIssued, w.waitFinal(t, rec.EncodingID).Status)
 }
