@@ -29,6 +29,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/eventstest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/seamsim"
@@ -169,14 +170,7 @@ func newStack(t *testing.T) *stack {
 	_, rjs := natstest.Connect(t, srv.ClientURL())
 	require.NoError(t, streams.EnsureEventsStream(ctx, rjs, streams.DefaultEventsStreamOptions()))
 	secret := newSecret()
-	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
-	require.NoError(t, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, rjs, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(t, err)
-	receiver := httptest.NewServer(rc.Routes())
-	t.Cleanup(receiver.Close)
+	receiver := eventstest.Serve(t, eventstest.Verifier(t, secret), rjs)
 
 	sim, err := seamsim.New(seamsim.Options{
 		APIKey: simKey, WorkspaceID: ws, WebhookURL: receiver.URL + events.Path, WebhookSecret: secret,

@@ -32,7 +32,7 @@ while read -r pkg imports; do
         if [ $ok = 0 ]; then echo "import rule: ${pkg#"$mod/"} must not import $short"; fail=1; fi
         ;;
     esac
-    case "$short" in internal/natstest|internal/promtest|internal/logtest)
+    case "$short" in internal/natstest|internal/promtest|internal/logtest|internal/clitest|internal/eventstest)
       echo "import rule: ${pkg#"$mod/"} must not import $short outside tests"; fail=1 ;;
     esac
     case "$short" in cmd/*) echo "import rule: ${pkg#"$mod/"} must not import $short"; fail=1 ;; esac

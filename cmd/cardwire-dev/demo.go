@@ -21,26 +21,18 @@ import (
 // it does so in every workspace at once (or in -workspace's), each called
 // with its own Seam credentials.
 func demoCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	p, err := portsOf(getenv)
+	fs, _, d, err := newDemoFlags("demo", "only this workspace (an id or a name; default: every one with Seam credentials)", getenv, stdout)
 	if err != nil {
 		return err
 	}
-	if err := needSimulator(getenv, "demo"); err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	api := fs.String("api", p.http("WORKER_API_PORT", ""), "worker API base URL (WORKER_API_PORT, PORT_BASE)")
-	sim := fs.String("sim", p.http("SIM_PORT", ""), "Seam simulator base URL (SIM_PORT, PORT_BASE)")
-	simKey := fs.String("sim-key", "seam_test_dev", "without WORKSPACES_FILE: the simulator's API key")
-	workspace := fs.String("workspace", "", "with WORKSPACES_FILE: only this workspace (an id or a name; default: every one with Seam credentials); else the workspace_id to send")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	targets, err := demoTargets(getenv, *workspace, *simKey, stdout)
+	targets, err := demoTargets(getenv, d.workspace, d.simKey, stdout)
 	if err != nil {
 		return err
 	}
+	api, sim := d.api, d.sim
 	token := getenv("WORKER_API_TOKEN")
 	in := ""
 	if len(targets) > 1 {
@@ -52,19 +44,47 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	for i := range targets {
 		encoders[i] = uuid.NewString()
 	}
-	if err := demoStep(ctx, stdout, *api, token, targets, encoders); err != nil {
+	if err := demoStep(ctx, stdout, api, token, targets, encoders); err != nil {
 		return err
 	}
 
 	fmt.Fprintf(stdout, "\n── 2. an encoding that fails at Seam%s (no card on the encoder): Seam sends no webhook; the deadline finds it\n", in)
 	for i, t := range targets {
 		encoders[i] = uuid.NewString()
-		if err := postWith(ctx, *sim+"/acs/encoders/simulate/next_credential_encode_will_fail", t.seam,
+		if err := postWith(ctx, sim+"/acs/encoders/simulate/next_credential_encode_will_fail", t.seam,
 			map[string]string{"acs_encoder_id": encoders[i], "error_code": "no_credential_on_encoder"}, nil); err != nil {
 			return fmt.Errorf("simulator: %w (is make run up?)", err)
 		}
 	}
-	return demoStep(ctx, stdout, *api, token, targets, encoders)
+	return demoStep(ctx, stdout, api, token, targets, encoders)
+}
+
+// demoFlags are the flags demo and demo-outage share: where the worker
+// API and the simulator are, and which workspace to show.
+type demoFlags struct {
+	api, sim, simKey, workspace string
+}
+
+// newDemoFlags checks that the stack runs the simulator and returns the
+// flag set of command name with the shared flags defined (workspaceHelp
+// says what -workspace selects with WORKSPACES_FILE), and the stack's
+// ports for the command's own flags.
+func newDemoFlags(name, workspaceHelp string, getenv func(string) string, stdout io.Writer) (*flag.FlagSet, ports, *demoFlags, error) {
+	p, err := portsOf(getenv)
+	if err != nil {
+		return nil, ports{}, nil, err
+	}
+	if err := needSimulator(getenv, name); err != nil {
+		return nil, ports{}, nil, err
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	d := &demoFlags{}
+	fs.StringVar(&d.api, "api", p.http("WORKER_API_PORT", ""), "worker API base URL (WORKER_API_PORT, PORT_BASE)")
+	fs.StringVar(&d.sim, "sim", p.http("SIM_PORT", ""), "Seam simulator base URL (SIM_PORT, PORT_BASE)")
+	fs.StringVar(&d.simKey, "sim-key", "seam_test_dev", "without WORKSPACES_FILE: the simulator's API key")
+	fs.StringVar(&d.workspace, "workspace", "", "with WORKSPACES_FILE: "+workspaceHelp+"; else the workspace_id to send")
+	return fs, p, d, nil
 }
 
 // target is one workspace of the demo.

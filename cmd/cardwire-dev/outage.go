@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -32,21 +31,12 @@ import (
 // watches (-down-file: while it exists the receiver is down); it is removed
 // whatever happens, so the stack is left as it was.
 func outageCmd(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
-	p, err := portsOf(getenv)
+	fs, p, d, err := newDemoFlags("demo-outage", "the workspace (an id or a name; default: the file's first with Seam credentials)", getenv, stdout)
 	if err != nil {
 		return err
 	}
-	if err := needSimulator(getenv, "demo-outage"); err != nil {
-		return err
-	}
-	fs := flag.NewFlagSet("demo-outage", flag.ContinueOnError)
-	fs.SetOutput(stdout)
 	o := outage{out: stdout}
-	fs.StringVar(&o.api, "api", p.http("WORKER_API_PORT", ""), "worker API base URL (WORKER_API_PORT, PORT_BASE)")
 	fs.StringVar(&o.metrics, "metrics", p.http("WORKER_ADMIN_PORT", "/metrics"), "the worker's metrics (WORKER_ADMIN_PORT, PORT_BASE)")
-	fs.StringVar(&o.sim, "sim", p.http("SIM_PORT", ""), "Seam simulator base URL (SIM_PORT, PORT_BASE)")
-	simKey := fs.String("sim-key", "seam_test_dev", "without WORKSPACES_FILE: the simulator's API key")
-	workspace := fs.String("workspace", "", "with WORKSPACES_FILE: the workspace (an id or a name; default: the file's first with Seam credentials); else the workspace_id to send")
 	fs.StringVar(&o.downFile, "down-file", ".data/receiver.down", "while this file exists, make run keeps the receiver stopped")
 	fs.StringVar(&o.receiverAdmin, "receiver-admin", p.http("RECEIVER_ADMIN_PORT", ""), "the receiver's admin base URL (/healthz, /readyz; RECEIVER_ADMIN_PORT, PORT_BASE)")
 	natsURL := fs.String("nats", p.natsURL(), "NATS URL, to show how the event was stored (NATS_PORT, PORT_BASE; NATS_URL wins when set)")
@@ -59,7 +49,8 @@ func outageCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if u := getenv("NATS_URL"); u != "" {
 		*natsURL = u
 	}
-	targets, err := demoTargets(getenv, *workspace, *simKey, io.Discard)
+	o.api, o.sim = d.api, d.sim
+	targets, err := demoTargets(getenv, d.workspace, d.simKey, io.Discard)
 	if err != nil {
 		return err
 	}

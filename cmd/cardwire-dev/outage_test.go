@@ -19,6 +19,7 @@ import (
 	"github.com/cardwire/cardwire/internal/admin"
 	"github.com/cardwire/cardwire/internal/catchup"
 	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/eventstest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/seamsim"
@@ -45,12 +46,7 @@ func newOutageStack(t *testing.T) *outageStack {
 	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
 	secret, err := newWebhookSecret()
 	require.NoError(t, err)
-	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
-	require.NoError(t, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(t, err)
+	routes := eventstest.Routes(t, eventstest.Verifier(t, secret), js, nil)
 	var down atomic.Bool
 	downable := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +57,7 @@ func newOutageStack(t *testing.T) *outageStack {
 			h.ServeHTTP(w, r)
 		})
 	}
-	receiver := httptest.NewServer(downable(rc.Routes()))
+	receiver := httptest.NewServer(downable(routes))
 	t.Cleanup(receiver.Close)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	receiverAdmin := httptest.NewServer(downable(ok))

@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/eventstest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/seamsim"
@@ -138,14 +139,7 @@ func newStack(t *testing.T, withWorker bool) *stack {
 	_, js := natstest.Connect(t, srv.ClientURL())
 	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
 	secret := newSecret()
-	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
-	require.NoError(t, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(t, err)
-	receiver := httptest.NewServer(rc.Routes())
-	t.Cleanup(receiver.Close)
+	receiver := eventstest.Serve(t, eventstest.Verifier(t, secret), js)
 
 	sim, env := newSim(t, seamsim.Options{WebhookURL: receiver.URL + events.Path, WebhookSecret: secret, EncodeDelay: 20 * time.Millisecond})
 	co := seam.DefaultOptions()

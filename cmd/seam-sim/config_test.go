@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"io"
-	"os"
-	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardwire/cardwire/internal/clitest"
 	"github.com/cardwire/cardwire/internal/config"
-	"github.com/cardwire/cardwire/internal/readme"
 )
 
 // TestVariablesAreWhatLoadConfigReads: the table -h prints and the README
@@ -42,42 +39,12 @@ func TestVariablesAreWhatLoadConfigReads(t *testing.T) {
 	}
 }
 
-func TestArgs(t *testing.T) {
-	var help []string
-	for _, v := range variables {
-		def := v.Default
-		if def == "" {
-			def = "-"
-		}
-		help = append(help, `(?m)^  `+regexp.QuoteMeta(v.Name)+` +`+regexp.QuoteMeta(def)+` +`+regexp.QuoteMeta(v.Help)+`$`)
-	}
-	testCases := []struct {
-		Name string
-		Args []string
-		Want []string
-	}{
-		{"-h lists every variable, its default and what it does", []string{"-h"}, append([]string{`^usage: seam-sim \[-h\] \[-version\]`}, help...)},
-		{"-version names the version and the commit", []string{"-version"}, []string{`^seam-sim dev \(commit \S+\)\n$`}},
-	}
-	for _, c := range testCases {
-		t.Run(c.Name, func(t *testing.T) {
-			var out bytes.Buffer
-			require.NoError(t, run(t.Context(), c.Args, func(string) string { return "" }, &out))
-			for _, w := range c.Want {
-				require.Regexp(t, w, out.String())
-			}
-		})
-	}
-}
+func TestArgs(t *testing.T) { clitest.Args(t, "seam-sim", variables, run) }
 
 // TestREADMEConfigurationTable: README's configuration table lists every
 // variable of the simulator, with its default, and none it does not read.
 func TestREADMEConfigurationTable(t *testing.T) {
-	src, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	rows, err := readme.Parse(src).ConfigTable("Configuration")
-	require.NoError(t, err)
-	require.NoError(t, readme.CheckConfig(rows, "seam-sim", variables))
+	clitest.READMETable(t, "../../README.md", "seam-sim", variables)
 }
 
 // TestLogDurationsCarryTheirUnit: "encode_delay":"2s", not a bare 2000.

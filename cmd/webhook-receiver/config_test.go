@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
-	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +12,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cardwire/cardwire/internal/clitest"
 	"github.com/cardwire/cardwire/internal/config"
 	"github.com/cardwire/cardwire/internal/logtest"
-	"github.com/cardwire/cardwire/internal/readme"
 )
 
 // TestVariablesAreWhatLoadConfigReads: the table -h prints and the README
@@ -46,49 +43,12 @@ func TestVariablesAreWhatLoadConfigReads(t *testing.T) {
 	}
 }
 
-func TestArgs(t *testing.T) {
-	var help []string
-	for _, v := range variables {
-		def := v.Default
-		if def == "" {
-			def = "-"
-		}
-		help = append(help, `(?m)^  `+regexp.QuoteMeta(v.Name)+` +`+regexp.QuoteMeta(def)+` +`+regexp.QuoteMeta(v.Help)+`$`)
-	}
-	testCases := []struct {
-		Name    string
-		Args    []string
-		Want    []string
-		WantErr string
-	}{
-		{Name: "-h lists every variable, its default and what it does", Args: []string{"-h"}, Want: append([]string{`^usage: webhook-receiver \[-h\] \[-version\]`}, help...)},
-		{Name: "-version names the version and the commit", Args: []string{"-version"}, Want: []string{`^webhook-receiver dev \(commit \S+\)\n$`}},
-		{Name: "an argument", Args: []string{"serve"}, WantErr: `unexpected arguments ["serve"]`},
-	}
-	for _, c := range testCases {
-		t.Run(c.Name, func(t *testing.T) {
-			var out bytes.Buffer
-			err := run(t.Context(), c.Args, func(string) string { return "" }, &out)
-			if c.WantErr != "" {
-				require.ErrorContains(t, err, c.WantErr)
-				return
-			}
-			require.NoError(t, err)
-			for _, w := range c.Want {
-				require.Regexp(t, w, out.String())
-			}
-		})
-	}
-}
+func TestArgs(t *testing.T) { clitest.Args(t, "webhook-receiver", variables, run) }
 
 // TestREADMEConfigurationTable: README's configuration table lists every
 // variable of the receiver, with its default, and none it does not read.
 func TestREADMEConfigurationTable(t *testing.T) {
-	src, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	rows, err := readme.Parse(src).ConfigTable("Configuration")
-	require.NoError(t, err)
-	require.NoError(t, readme.CheckConfig(rows, "webhook-receiver", variables))
+	clitest.READMETable(t, "../../README.md", "webhook-receiver", variables)
 }
 
 func TestNATSURLMustBeNATSURLs(t *testing.T) {

@@ -172,6 +172,7 @@ func TestCloseIsBoundByItsContext(t *testing.T) {
 	require.NoError(t, err)
 	release := make(chan struct{})
 	ending := make(chan struct{})
+	parked := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -184,6 +185,7 @@ func TestCloseIsBoundByItsContext(t *testing.T) {
 		}); err != nil {
 			t.Errorf("park: %v", err)
 		}
+		close(parked)
 	}))
 	defer srv.Close()
 	resp := make(chan error, 1)
@@ -194,7 +196,8 @@ func TestCloseIsBoundByItsContext(t *testing.T) {
 		}
 		resp <- err
 	}()
-	require.Eventually(t, func() bool { return lot.Len() == 1 }, 10*time.Second, time.Millisecond)
+	<-parked
+	require.Equal(t, 1, lot.Len())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	closed := make(chan error, 1)

@@ -595,12 +595,18 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, e *httpapi.Error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := jsonBody(v)
 	if err != nil {
 		httpapi.WriteError(w, &httpapi.Error{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal error"})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
+}
+
+// jsonBody is v as an answer's body: JSON and a newline.
+func jsonBody(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	return append(b, '\n'), err
 }

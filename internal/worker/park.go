@@ -2,7 +2,6 @@ package worker
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -92,11 +91,10 @@ func (p *parked) end(conn net.Conn, why parking.Reason) {
 // answer writes rec as the 200 of a long poll and says the connection
 // closes (net/http no longer serves it).
 func (a *api) answer(conn net.Conn, header http.Header, rec encoding.Record) error {
-	b, err := json.Marshal(rec)
+	b, err := jsonBody(rec)
 	if err != nil {
 		return err
 	}
-	b = append(b, '\n')
 	header.Set("Content-Type", "application/json")
 	header.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	resp := &http.Response{StatusCode: http.StatusOK, ProtoMajor: 1, ProtoMinor: 1, Header: header,

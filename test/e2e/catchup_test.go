@@ -15,6 +15,7 @@ import (
 	"github.com/cardwire/cardwire/internal/catchup"
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/eventstest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/promtest"
 	"github.com/cardwire/cardwire/internal/seam"
@@ -101,13 +102,7 @@ func TestRotationsSecondWebhookStoresEachEventOnce(t *testing.T) {
 	second, err := client.CreateWebhook(ctx, front.URL+events.Path, nil)
 	require.NoError(t, err)
 	require.NoError(t, streams.EnsureEventsStream(ctx, js, streams.DefaultEventsStreamOptions()))
-	verifier, err := events.NewVerifier([]string{oldSecret, second.Secret}, 5*time.Minute)
-	require.NoError(t, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(t, err)
-	receiver.Store(rc.Routes())
+	receiver.Store(eventstest.Routes(t, eventstest.Verifier(t, oldSecret, second.Secret), js, nil))
 
 	s := &seamStack{nats: srv, sim: sim, simURL: simSrv.URL, js: js, outcomes: &outcomes{changed: make(chan struct{})}}
 	w := s.worker(t, workerOpts{confirm: time.Hour, maxAge: 2 * time.Hour})

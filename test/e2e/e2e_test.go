@@ -24,6 +24,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/eventstest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/streams"
 	"github.com/cardwire/cardwire/internal/worker"
@@ -136,15 +137,7 @@ func newSecret() string {
 func startReceiverOn(tb testing.TB, js jetstream.JetStream, secret string, so streams.EventsStreamOptions) *httptest.Server {
 	tb.Helper()
 	require.NoError(tb, streams.EnsureEventsStream(context.Background(), js, so))
-	verifier, err := events.NewVerifier([]string{secret}, 5*time.Minute)
-	require.NoError(tb, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(tb, err)
-	receiver := httptest.NewServer(rc.Routes())
-	tb.Cleanup(receiver.Close)
-	return receiver
+	return eventstest.Serve(tb, eventstest.Verifier(tb, secret), js)
 }
 
 func (s *stack) register(tb testing.TB, cred string) string {

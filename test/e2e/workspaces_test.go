@@ -19,6 +19,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/events"
+	"github.com/cardwire/cardwire/internal/eventstest"
 	"github.com/cardwire/cardwire/internal/natstest"
 	"github.com/cardwire/cardwire/internal/seam"
 	"github.com/cardwire/cardwire/internal/seamsim"
@@ -73,14 +74,9 @@ func newTenantStack(t *testing.T) *tenantStack {
 		w, _ := cfg.Workspace(id)
 		keys[id] = events.WorkspaceSecrets{Label: w.Label(), Secrets: []string{w.WebhookSecrets[0].Reveal()}}
 	}
-	verifier, err := events.NewWorkspaceVerifier(keys, 5*time.Minute)
+	verifier, err := events.NewWorkspaceVerifier(keys, eventstest.Tolerance)
 	require.NoError(t, err)
-	ro := events.DefaultOptions()
-	ro.Verifier, ro.Publisher, ro.Registerer = verifier, js, prometheus.NewRegistry()
-	rc, err := events.NewReceiver(ro)
-	require.NoError(t, err)
-	receiver := httptest.NewServer(rc.Routes())
-	t.Cleanup(receiver.Close)
+	receiver := eventstest.Serve(t, verifier, js)
 
 	s.multi, err = seamsim.NewMulti(seamsim.MultiOptions{
 		Workspaces: []seamsim.WorkspaceOptions{
