@@ -172,7 +172,7 @@ func (r *runner) settle(ctx context.Context, msg jetstream.Msg, d Disposition) D
 			_ = msg.NakWithDelay(d.Delay)
 			return d
 		}
-		if err := msg.DoubleAck(ctx); err != nil {
+		if err := msg.Ack(); err != nil {
 			// The change is durable; a redelivery finds it done.
 			log.Warn().Err(err).Msg("ack failed; the message will be redelivered")
 		}

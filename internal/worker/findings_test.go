@@ -531,7 +531,7 @@ func TestFinding4ClusterHandshake(t *testing.T) {
 	owned.Replicas, owned.AckWait, owned.MaxDeliver = 3, 5*time.Second, 8
 	_, err := streams.EnsureWorker(ctx, js, owned)
 	require.NoError(t, err)
-	e := &env{nats: c.Nodes[0], url: c.Nodes[0].ClientURL(), js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
+	e := &env{nats: c.Nodes[0], url: c.Nodes[0].ClientURL(), js: js, owned: owned, outcomes: &outcomeLog{byStatus: map[encoding.Status]int{}, changed: make(chan struct{})}}
 	e.outcomes.follow(t, js)
 	workers := []*worker{
 		e.startWorker(t, workerConfig{url: c.Nodes[1].ClientURL()}),

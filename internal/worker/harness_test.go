@@ -65,7 +65,7 @@ func newEnvAt(t testing.TB, url string, configure ...func(*streams.WorkerOptions
 	}
 	_, err := streams.EnsureWorker(ctx, js, owned)
 	require.NoError(t, err)
-	e := &env{url: url, js: js, owned: owned, outcomes: &outcomeLog{changed: make(chan struct{})}}
+	e := &env{url: url, js: js, owned: owned, outcomes: &outcomeLog{byStatus: map[encoding.Status]int{}, changed: make(chan struct{})}}
 	e.outcomes.follow(t, js)
 	return e
 }
@@ -251,9 +251,12 @@ func (e *env) trySeamEvent(eventType, workspace, subjectID string, occurred time
 
 // outcomeLog collects every message on ENCODING_EVENTS.
 type outcomeLog struct {
-	mu      sync.Mutex
-	msgs    []outcome
-	changed chan struct{}
+	mu   sync.Mutex
+	msgs []outcome
+	// byStatus counts msgs by status, so that waitCount costs the
+	// benchmarks nothing per outcome.
+	byStatus map[encoding.Status]int
+	changed  chan struct{}
 }
 
 type outcome struct {
@@ -271,6 +274,7 @@ func (o *outcomeLog) follow(t testing.TB, js jetstream.JetStream) {
 		_ = json.Unmarshal(m.Data(), &rec)
 		o.mu.Lock()
 		o.msgs = append(o.msgs, outcome{Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Record: rec})
+		o.byStatus[rec.Status]++
 		close(o.changed)
 		o.changed = make(chan struct{})
 		o.mu.Unlock()
@@ -298,12 +302,7 @@ func (o *outcomeLog) waitCount(tb testing.TB, status encoding.Status, n int) {
 	timeout := time.After(60 * time.Second)
 	for {
 		o.mu.Lock()
-		got := 0
-		for _, m := range o.msgs {
-			if m.Record.Status == status {
-				got++
-			}
-		}
+		got := o.byStatus[status]
 		ch := o.changed
 		o.mu.Unlock()
 		if got >= n {
