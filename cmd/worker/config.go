@@ -43,7 +43,7 @@ var variables = append(config.Vars{
 	{Name: "ENCODING_CONFIRM_TIMEOUT", Default: "1m", Help: "the first deadline of each encoding: when Seam is asked if no webhook came"},
 	{Name: "ENCODING_MAX_AGE", Default: "15m", Help: "how long a still-pending encoding is extended before it expires"},
 	{Name: "ENCODING_ENRICH_TIMEOUT", Default: "2s", Help: "bound on the card-number fetch before an issued outcome"},
-	{Name: "ENCODINGS_REPLICAS", Default: "1", Help: "replicas of the ENCODINGS bucket and the ENCODING_EVENTS stream (3 in production)"},
+	{Name: "ENCODINGS_REPLICAS", Default: "1", Help: "replicas of the ENCODINGS and ENCODINGS_PENDING buckets and the ENCODING_EVENTS stream (3 in production)"},
 	{Name: "ENCODINGS_RECORD_TTL", Default: "720h", Help: "how long records and their index keys live"},
 	{Name: "ENCODING_EVENTS_MAX_AGE", Default: "168h", Help: "how long outcome messages are kept"},
 	{Name: "ENCODING_EVENTS_DUPLICATE_WINDOW", Default: "30m", Help: "dedupe window of outcome messages"},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,12 +45,18 @@ func ServeIfAsked() {
 	os.Exit(0)
 }
 
+// Process is a JetStream server in a process of its own.
+type Process struct {
+	// URL is the server's client URL.
+	URL string
+	pid int
+}
+
 // RunJetStreamProcess starts a JetStream server in a process of its own
 // (this test binary again, whose TestMain calls ServeIfAsked), so that
-// what the test measures of its own process (its RSS) holds no server,
-// as in production. It returns the server's client URL; the server stops
-// when the test ends.
-func RunJetStreamProcess(t testing.TB) string {
+// what the test measures of its own process (its RSS, its CPU) holds no
+// server, as in production. The server stops when the test ends.
+func RunJetStreamProcess(t testing.TB) *Process {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), serveEnv+"="+t.TempDir())
@@ -73,5 +80,40 @@ func RunJetStreamProcess(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("natstest: the server process gave no URL (does TestMain call natstest.ServeIfAsked?): %v", err)
 	}
-	return strings.TrimSpace(line)
+	return &Process{URL: strings.TrimSpace(line), pid: cmd.Process.Pid}
+}
+
+// CPU is the CPU time (user and system) the server process has used.
+func (p *Process) CPU(t testing.TB) time.Duration {
+	t.Helper()
+	return procCPU(t, strconv.Itoa(p.pid))
+}
+
+// SelfCPU is the CPU time (user and system) this process has used.
+func SelfCPU(t testing.TB) time.Duration {
+	t.Helper()
+	return procCPU(t, "self")
+}
+
+// procCPU reads utime and stime from /proc/<pid>/stat (Linux), in clock
+// ticks of 1/100 s (USER_HZ).
+func procCPU(t testing.TB, pid string) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		t.Fatalf("natstest: CPU time: %v", err)
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is the first, utime and stime the 12th and 13th.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		t.Fatalf("natstest: CPU time: short /proc/%s/stat", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("natstest: CPU time: /proc/%s/stat: %q %q", pid, f[11], f[12])
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -12,10 +12,16 @@
 //	                                (encoding.TargetState)
 //	encoder.<ws>.<acs_encoder_id>   encodings started on that encoder (EncoderState)
 //	idem.<sha256 of ws and key>     an Idempotency-Key's request and progress (Idempotency; per-key TTL)
-//	pend.<ws>.<requested_ms>.<id>   present while the encoding is pending: the pending index, read
-//	                                at start-up (headers only, the key says it all); removed with a
-//	                                subject purge, which leaves no marker, so reading it costs the
-//	                                pending encodings, not the records
+//
+// and in the bucket of its own streams.PendingBucket, with a history of one:
+//
+//	<ws>.<requested_ms>.<id>        present while the encoding is pending: the pending index, read
+//	                                at start-up (headers only, the key says it all); a purge marker
+//	                                with a TTL of a second replaces it when it settles, so reading
+//	                                it costs the pending encodings, not the records
+//
+// Version 0.6.0 kept the index in the records' bucket as pend.<ws>.<requested_ms>.<id>;
+// MigrateLegacyPending moves what is left there.
 package store
 
 import (
@@ -25,11 +31,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cardwire/cardwire/internal/encoding"
@@ -97,10 +101,14 @@ func conflict(err error) bool {
 type Store struct {
 	kv     KV
 	stream Stream
+	index  Index
 }
 
-// New returns a store over bucket; stream is the bucket's stream.
-func New(bucket KV, stream Stream) *Store { return &Store{kv: bucket, stream: stream} }
+// New returns a store over bucket (stream is the bucket's stream) and the
+// pending index.
+func New(bucket KV, stream Stream, index Index) *Store {
+	return &Store{kv: bucket, stream: stream, index: index}
+}
 
 // Get returns the record, or an error wrapping encoding.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (encoding.Record, error) {
@@ -341,123 +349,6 @@ func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, er
 		return nil
 	}
 	return fmt.Errorf("write %s: still conflicting after %d attempts", key, casAttempts)
-}
-
-// pendingPrefix is the bucket-stream subject prefix of the pending index.
-const pendingPrefix = "$KV." + streams.EncodingsBucket + ".pend."
-
-func pendingKey(rec encoding.Record) string {
-	return pendingEntry(rec.WorkspaceID, rec.RequestedAt, rec.EncodingID)
-}
-
-func pendingEntry(ws string, requestedAt time.Time, id string) string {
-	return "pend." + ws + "." + strconv.FormatInt(requestedAt.UnixMilli(), 10) + "." + id
-}
-
-// Pending is one entry of the pending index.
-type Pending struct {
-	EncodingID  string
-	WorkspaceID string
-	RequestedAt time.Time
-}
-
-// AddPending enters a pending record in the pending index. Everything it
-// holds is in the key, so the index is read from subject names alone.
-func (s *Store) AddPending(ctx context.Context, rec encoding.Record) error {
-	if _, err := s.kv.Put(ctx, pendingKey(rec), nil); err != nil {
-		return fmt.Errorf("index pending %s: %w", rec.EncodingID, err)
-	}
-	return nil
-}
-
-// RemovePending takes an encoding out of the pending index. It purges the
-// key's subject from the stream, so nothing stays behind: a delete marker
-// per settled encoding would make the index cost the records. Removing one
-// that is not there is not an error. With p.RequestedAt the purge names
-// one subject; without it (a registration that never stored its record)
-// it matches the request time with a wildcard, which costs the server a
-// walk of the workspace's pending entries, so it is for repairs only.
-func (s *Store) RemovePending(ctx context.Context, p Pending) error {
-	subj := pendingPrefix + p.WorkspaceID + ".*." + p.EncodingID
-	if !p.RequestedAt.IsZero() {
-		subj = "$KV." + streams.EncodingsBucket + "." + pendingEntry(p.WorkspaceID, p.RequestedAt, p.EncodingID)
-	}
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		return fmt.Errorf("unindex pending %s: %w", p.EncodingID, err)
-	}
-	return nil
-}
-
-// PendingOf is the pending-index entry of rec.
-func PendingOf(rec encoding.Record) Pending {
-	return Pending{EncodingID: rec.EncodingID, WorkspaceID: rec.WorkspaceID, RequestedAt: rec.RequestedAt}
-}
-
-// pendingIdle ends the read of the pending index when nothing more comes:
-// the count of messages still to come that the server gives with each one
-// can include entries purged meanwhile (a settle on another worker), and
-// then never reaches zero.
-const pendingIdle = 500 * time.Millisecond
-
-// PendingIndex reads the whole pending index through one ordered consumer
-// (last message per key, headers only): its cost is the pending encodings,
-// not the records. A KV watch would do the same but waits for ever for
-// entries purged while it reads.
-func (s *Store) PendingIndex(ctx context.Context) ([]Pending, error) {
-	cons, err := s.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{pendingPrefix + ">"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		HeadersOnly:    true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read the pending index: %w", err)
-	}
-	var out []Pending
-	idle := false
-	for {
-		// What is there now, at once; only when that is nothing while the
-		// server still counts some, one wait for stragglers.
-		var batch jetstream.MessageBatch
-		if idle {
-			batch, err = cons.Fetch(1000, jetstream.FetchMaxWait(pendingIdle))
-		} else {
-			batch, err = cons.FetchNoWait(1000)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read the pending index: %w", err)
-		}
-		n, remaining := 0, uint64(1)
-		for m := range batch.Messages() {
-			n++
-			if meta, err := m.Metadata(); err == nil {
-				remaining = meta.NumPending
-			}
-			parts := strings.Split(strings.TrimPrefix(m.Subject(), pendingPrefix), ".")
-			if len(parts) != 3 {
-				continue
-			}
-			ms, err := strconv.ParseInt(parts[1], 10, 64)
-			if err != nil {
-				continue
-			}
-			out = append(out, Pending{WorkspaceID: parts[0], RequestedAt: time.UnixMilli(ms).UTC(), EncodingID: parts[2]})
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("read the pending index: %w", err)
-		}
-		switch {
-		case n > 0 && remaining == 0, n == 0 && idle:
-			return out, nil
-		case n == 0:
-			if info := cons.CachedInfo(); info != nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				return out, nil // the server has nothing for it: an empty index
-			}
-			idle = true
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read the pending index: ended early: %w", err)
-		}
-	}
 }
 
 // WatchRecords sends every record revision stored from now on, until ctx

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/cardwire/cardwire/internal/encoding"
@@ -19,6 +20,13 @@ const ws = "ws1"
 
 func newStore(t testing.TB) *store.Store {
 	t.Helper()
+	s, _ := newStoreJS(t)
+	return s
+}
+
+// newStoreJS is newStore with the client it is on.
+func newStoreJS(t testing.TB) (*store.Store, jetstream.JetStream) {
+	t.Helper()
 	srv := natstest.RunJetStream(t)
 	_, js := natstest.Connect(t, srv.ClientURL())
 	require.NoError(t, streams.EnsureEventsStream(t.Context(), js, streams.DefaultEventsStreamOptions()))
@@ -26,7 +34,9 @@ func newStore(t testing.TB) *store.Store {
 	require.NoError(t, err)
 	st, err := js.Stream(t.Context(), streams.BucketStream)
 	require.NoError(t, err)
-	return store.New(owned.Bucket, st)
+	index, err := js.Stream(t.Context(), streams.PendingStream)
+	require.NoError(t, err)
+	return store.New(owned.Bucket, st, store.Index{Publisher: js, Stream: index}), js
 }
 
 func pending(id string) encoding.Record {
@@ -176,32 +186,4 @@ func TestIdempotency(t *testing.T) {
 	_, created, err = s.Remember(ctx, "other-ws", "k", first)
 	require.NoError(t, err)
 	require.True(t, created, "keys are per workspace")
-}
-
-// The pending index: what is added and not removed, read once; a removal
-// leaves nothing behind (no marker a start-up would read), whether it
-// names the request time (settling) or not (a repair).
-func TestPendingIndex(t *testing.T) {
-	s := newStore(t)
-	ctx := t.Context()
-	var recs []encoding.Record
-	for i := range 6 {
-		recs = append(recs, pending(fmt.Sprint("e", i)))
-		require.NoError(t, s.AddPending(ctx, recs[i]))
-	}
-	require.NoError(t, s.RemovePending(ctx, store.PendingOf(recs[0])))
-	require.NoError(t, s.RemovePending(ctx, store.Pending{WorkspaceID: ws, EncodingID: "e5"}))
-	other := recs[1]
-	other.RequestedAt = other.RequestedAt.Add(-time.Second)
-	require.NoError(t, s.RemovePending(ctx, store.PendingOf(other)), "another request time is another entry")
-	require.NoError(t, s.RemovePending(ctx, store.Pending{WorkspaceID: ws, EncodingID: "never-indexed"}))
-	entries, err := s.PendingIndex(ctx)
-	require.NoError(t, err)
-	var ids []string
-	for _, p := range entries {
-		ids = append(ids, p.EncodingID)
-		require.Equal(t, ws, p.WorkspaceID)
-		require.False(t, p.RequestedAt.IsZero())
-	}
-	require.ElementsMatch(t, []string{"e1", "e2", "e3", "e4"}, ids)
 }

@@ -156,20 +156,25 @@ type workerManager interface {
 	Consumer(ctx context.Context, stream string, consumer string) (jetstream.Consumer, error)
 }
 
-// Owned is what EnsureWorker returns: the bucket and the two consumers.
+// Owned is what EnsureWorker returns: the records' bucket and the two
+// consumers.
 type Owned struct {
 	Bucket jetstream.KeyValue
 	Events jetstream.Consumer
 	Timers jetstream.Consumer
 }
 
-// EnsureWorker creates or updates the ENCODINGS bucket, the ENCODING_EVENTS
+// EnsureWorker creates or updates the ENCODINGS and ENCODINGS_PENDING
+// buckets, the ENCODING_EVENTS
 // and ENCODING_TIMERS streams, the encoding-worker consumer on SEAM_EVENTS
 // (which must exist) and the encoding-timers consumer.
 func EnsureWorker(ctx context.Context, js workerManager, o WorkerOptions) (Owned, error) {
 	kv, events, err := ensureWorker(ctx, js, o)
 	if err != nil {
 		return Owned{}, err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, PendingStreamConfig(o)); err != nil {
+		return Owned{}, fmt.Errorf("create or update bucket %s: %w", PendingBucket, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: TimersStream,
@@ -299,6 +304,34 @@ func BucketStreamConfig(o WorkerOptions) jetstream.StreamConfig {
 		Discard:           jetstream.DiscardNew,
 		AllowMsgTTL:       true,
 	}
+}
+
+// PendingStream is the name of the stream behind PendingBucket.
+const PendingStream = "KV_" + PendingBucket
+
+// PendingMarkerTTL is how long the marker that takes an encoding out of
+// the pending index stays: with one message per key, storing it has
+// already removed the entry, so it has nothing left to do (1 s is the
+// shortest TTL a message may have).
+const PendingMarkerTTL = time.Second
+
+// PendingStreamConfig is the stream behind PendingBucket. It is a bucket
+// of its own, apart from the records, for its history of one: the delete
+// marker that settles an entry replaces it as a limit (a plain append; the
+// server then drops the entry without a tombstone), and the marker expires
+// a second later, so the index holds the pending encodings and nothing
+// else. In the records' bucket, with their history, an entry could only
+// go with a purge: an API request, a subject walk and a tombstone per
+// settled encoding, which cost nats-server a third of its CPU in
+// BenchmarkSettle. The rest is EncodingsBucket's configuration (direct
+// gets off, per-message TTLs allowed, the same replicas and maximum age).
+func PendingStreamConfig(o WorkerOptions) jetstream.StreamConfig {
+	cfg := BucketStreamConfig(o)
+	cfg.Name = PendingStream
+	cfg.Description = "The pending index: one key per pending encoding, <workspace_id>.<requested_ms>.<encoding_id>, read at start-up"
+	cfg.Subjects = []string{"$KV." + PendingBucket + ".>"}
+	cfg.MaxMsgsPerSubject = 1
+	return cfg
 }
 
 // outboxPinnedTTL is how long the outbox consumer stays pinned to a worker

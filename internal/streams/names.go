@@ -23,6 +23,9 @@ const (
 	WorkerConsumer = "encoding-worker"
 	// EncodingsBucket is the KV bucket holding encoding records and indexes.
 	EncodingsBucket = "ENCODINGS"
+	// PendingBucket is the pending index: one key per pending encoding,
+	// <workspace_id>.<requested_ms>.<encoding_id>, read at start-up.
+	PendingBucket = "ENCODINGS_PENDING"
 	// OutcomesStream carries every encoding state change.
 	OutcomesStream = "ENCODING_EVENTS"
 	// OutcomesSubjectPrefix starts outcome subjects:

@@ -19,11 +19,13 @@ import (
 // outbox has published every issued outcome. Workers handle
 // WORKER_CONCURRENCY events at once, the default. NATS runs in a process
 // of its own, as in production (it still shares the machine's cores).
-// Reports events/s.
+// Reports events/s, and the CPU time per event of the NATS process and of
+// this one (the workers, and the benchmark's own reader of the outcomes).
 func BenchmarkSettle(b *testing.B) {
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			e := newEnvAt(b, natstest.RunJetStreamProcess(b))
+			srv := natstest.RunJetStreamProcess(b)
+			e := newEnvAt(b, srv.URL)
 			registrar := e.startWorker(b, workerConfig{})
 			creds := make([]string, b.N)
 			for i := range b.N {
@@ -43,12 +45,15 @@ func BenchmarkSettle(b *testing.B) {
 				}
 			}
 			b.ResetTimer()
-			start := time.Now()
+			start, natsCPU, selfCPU := time.Now(), srv.CPU(b), natstest.SelfCPU(b)
 			for range workers {
 				e.startWorker(b, workerConfig{concurrency: cwworker.DefaultOptions().Concurrency})
 			}
 			e.outcomes.waitCount(b, encoding.StatusIssued, b.N)
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+			b.ReportMetric(perEvent(srv.CPU(b)-natsCPU), "nats-cpu-µs/event")
+			b.ReportMetric(perEvent(natstest.SelfCPU(b)-selfCPU), "worker-cpu-µs/event")
 		})
 	}
 }

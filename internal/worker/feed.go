@@ -17,6 +17,7 @@ import (
 
 	"github.com/cardwire/cardwire/internal/encoding"
 	"github.com/cardwire/cardwire/internal/store"
+	"github.com/cardwire/cardwire/internal/streams"
 )
 
 // errTooManyWaiters reports that the process serves WORKER_API_MAX_WAITERS
@@ -110,11 +111,12 @@ func (f *feed) registered(rec encoding.Record) {
 }
 
 // start follows the record revisions until ctx ends and reads the
-// pending index once; it returns when the index is read, or when wait ends
-// first. Membership in the pending set comes from the index at start-up
-// and from the revisions afterwards (a pending revision adds, a final one
-// removes), so the index is read once and never watched.
-func (f *feed) start(ctx, wait context.Context, st *store.Store) error {
+// pending index once (after moving what version 0.6.0 left in the records'
+// bucket); it returns when the index is read, or when wait ends first.
+// Membership in the pending set comes from the index at start-up and from
+// the revisions afterwards (a pending revision adds, a final one removes),
+// so the index is read once and never watched.
+func (f *feed) start(ctx, wait context.Context, st *store.Store, log zerolog.Logger) error {
 	records, err := st.WatchRecords(ctx)
 	if err != nil {
 		return err
@@ -127,7 +129,15 @@ func (f *feed) start(ctx, wait context.Context, st *store.Store) error {
 	// A stream just created on a cluster may have no leader for a moment
 	// (no responders): the read is tried again until wait ends.
 	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
-		entries, err := st.PendingIndex(wait)
+		moved, err := st.MigrateLegacyPending(wait)
+		if moved > 0 {
+			log.Info().Int("entries", moved).Str("from", streams.EncodingsBucket).Str("to", streams.PendingBucket).
+				Msg("pending index of version 0.6.0 moved")
+		}
+		var entries []store.Pending
+		if err == nil {
+			entries, err = st.PendingIndex(wait)
+		}
 		if err == nil {
 			f.load(entries)
 			return nil

@@ -75,8 +75,7 @@ func fill(b *testing.B, e *env, n int) {
 			Deadline: now}
 		if i >= n-(n+19)/20 {
 			rec.Status, rec.Revision = encoding.StatusPending, 1
-			f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + streams.EncodingsBucket + ".pend." + ws + "." +
-				strconv.FormatInt(rec.RequestedAt.UnixMilli(), 10) + "." + id})
+			f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: store.PendingSubject(store.PendingOf(rec))})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -122,7 +121,7 @@ func fill(b *testing.B, e *env, n int) {
 func BenchmarkListPending(b *testing.B) {
 	for _, n := range benchSizes(b) {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			e := newEnvAt(b, natstest.RunJetStreamProcess(b))
+			e := newEnvAt(b, natstest.RunJetStreamProcess(b).URL)
 			fill(b, e, n)
 			w := e.startWorker(b, workerConfig{})
 			lat := make([]time.Duration, 0, b.N)
@@ -158,7 +157,7 @@ func BenchmarkListPending(b *testing.B) {
 func BenchmarkStartWithRecords(b *testing.B) {
 	for _, n := range benchSizes(b) {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			e := newEnvAt(b, natstest.RunJetStreamProcess(b))
+			e := newEnvAt(b, natstest.RunJetStreamProcess(b).URL)
 			fill(b, e, n)
 			b.ResetTimer()
 			var took time.Duration
@@ -256,7 +255,7 @@ func BenchmarkManyWaitsRSS(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("CARDWIRE_BENCH_WAITS")); err == nil && v > 0 {
 		n = v
 	}
-	e := newEnvAt(b, natstest.RunJetStreamProcess(b))
+	e := newEnvAt(b, natstest.RunJetStreamProcess(b).URL)
 	w := e.startWorker(b, workerConfig{maxWaiters: n})
 	for range b.N {
 		creds, ids := registerMany(b, w, n)
@@ -356,7 +355,7 @@ func vmRSS(b *testing.B) uint64 {
 
 func streamConsumers(b *testing.B, e *env) int {
 	total := 0
-	for _, name := range []string{streams.EventsStream, streams.BucketStream, streams.TimersStream, streams.OutcomesStream} {
+	for _, name := range []string{streams.EventsStream, streams.BucketStream, streams.PendingStream, streams.TimersStream, streams.OutcomesStream} {
 		st, err := e.js.Stream(context.Background(), name)
 		if err != nil {
 			b.Fatal(err)

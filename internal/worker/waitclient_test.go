@@ -78,7 +78,7 @@ func waitClient(base string, in io.Reader, out io.Writer) int {
 // The benchmarks that measure the worker's own memory run NATS in a
 // process of its own: that server serves a worker as the embedded one does.
 func TestNATSInAProcessOfItsOwn(t *testing.T) {
-	e := newEnvAt(t, natstest.RunJetStreamProcess(t))
+	e := newEnvAt(t, natstest.RunJetStreamProcess(t).URL)
 	w := e.startWorker(t, workerConfig{})
 	cred := uuid.NewString()
 	rec := w.register(t, cred, "", uuid.NewString())

@@ -172,8 +172,12 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket stream: %w", err)
 	}
+	indexStream, err := o.JS.Stream(ctx, streams.PendingStream)
+	if err != nil {
+		return nil, fmt.Errorf("pending index stream: %w", err)
+	}
 	w := &Worker{o: o, log: o.Log}
-	w.svc = &service{store: store.New(bucket, bucketStream), timers: &scheduler{p: pub}, limits: o.Limits, enrich: o.EnrichTimeout,
+	w.svc = &service{store: store.New(bucket, bucketStream, store.Index{Publisher: o.JS, Stream: indexStream}), timers: &scheduler{p: pub}, limits: o.Limits, enrich: o.EnrichTimeout,
 		metrics: m, log: o.Log.With().Str("component", "encoding").Logger(), now: o.Now}
 	w.svc.tenants = newTenants(o.Workspaces, o.Seam)
 	observe := func(msg jetstream.Msg, d Disposition, took time.Duration) {
@@ -239,7 +243,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 func (w *Worker) Start(ctx context.Context) error {
 	feedCtx, stop := context.WithCancel(context.Background())
 	w.stopWatch = stop
-	if err := w.feed.start(feedCtx, ctx, w.svc.store); err != nil {
+	if err := w.feed.start(feedCtx, ctx, w.svc.store, w.log); err != nil {
 		return fmt.Errorf("feed: %w", err)
 	}
 	go func() {
