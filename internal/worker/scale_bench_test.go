@@ -47,12 +47,16 @@ func benchSizes(b *testing.B) []int {
 	return out
 }
 
+// fivePercent is the share of records pending after 30 days of traffic
+// (the newest ones).
+func fivePercent(n int) int { return (n + 19) / 20 }
+
 // fill writes n records straight into the bucket, as 30 days of traffic
-// would leave them, with pipelined publishes: 95 % settled, then the 5 %
-// still pending (and their pending index). The pending ones come last
+// would leave them, with pipelined publishes: settled ones, then the
+// pending ones (and their pending index). The pending ones come last
 // because they are the newest: none is older than ENCODING_MAX_AGE. It
 // reports how long that took.
-func fill(b *testing.B, e *env, n int) {
+func fill(b *testing.B, e *env, n, pending int) {
 	b.Helper()
 	start := time.Now()
 	now := time.Now().UTC()
@@ -73,7 +77,7 @@ func fill(b *testing.B, e *env, n int) {
 		rec := encoding.Record{EncodingID: id, WorkspaceID: ws, AcsEncoderID: uuid.NewString(), AcsCredentialID: uuid.NewString(),
 			ActionAttemptID: uuid.NewString(), Status: encoding.StatusIssued, Revision: 2, RequestedAt: now.Add(-time.Duration(n-i) * time.Second),
 			Deadline: now}
-		if i >= n-(n+19)/20 {
+		if i >= n-pending {
 			rec.Status, rec.Revision = encoding.StatusPending, 1
 			f, err := e.js.PublishMsgAsync(&nats.Msg{Subject: store.PendingSubject(store.PendingOf(rec))})
 			if err != nil {
@@ -110,40 +114,48 @@ func fill(b *testing.B, e *env, n int) {
 	if _, err := e.js.CreateConsumer(ctx, streams.BucketStream, cfg); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("filled %d records (%d pending) in %s", n, (n+19)/20, time.Since(start).Round(time.Millisecond))
+	b.Logf("filled %d records (%d pending) in %s", n, pending, time.Since(start).Round(time.Millisecond))
 }
 
-// BenchmarkListPending is GET /v1/encodings?status=pending&limit=50 with
-// the bucket holding each size of records (5 % pending): its cost is the
-// page, not the bucket. Reports p50/p99 per size. NATS runs in a process
-// of its own, as in production: the worker's latency does not include the
-// server's collections of a million-record store.
+// BenchmarkListPending is GET /v1/encodings?status=pending&limit=50,
+// walking the pages one after the other, with the bucket holding each size
+// of records: 5 % of them pending (the walk reads every pending record, so
+// at a million it reads 50,000 different ones), and 500 pending (the same
+// walk over a bucket of any size). Reports p50/p99 per size. NATS runs in a
+// process of its own, as in production: the worker's latency does not
+// include the server's collections of a million-record store.
 func BenchmarkListPending(b *testing.B) {
 	for _, n := range benchSizes(b) {
-		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			e := newEnvAt(b, natstest.RunJetStreamProcess(b).URL)
-			fill(b, e, n)
-			w := e.startWorker(b, workerConfig{})
-			lat := make([]time.Duration, 0, b.N)
-			cursor := ""
-			b.ResetTimer()
-			for range b.N {
-				start := time.Now()
-				r, err := w.try(http.MethodGet, "/v1/encodings?status=pending&limit=50&workspace_id="+ws+"&cursor="+cursor, "", nil, nil)
-				lat = append(lat, time.Since(start))
-				if err != nil || r.Status != http.StatusOK {
-					b.Fatalf("%v %d %s", err, r.Status, r.Body)
-				}
-				var page struct {
-					NextCursor string `json:"next_cursor"`
-				}
-				_ = json.Unmarshal(r.Body, &page)
-				cursor = page.NextCursor
-			}
-			b.StopTimer()
-			reportLatency(b, lat, "")
-		})
+		for _, pending := range []int{fivePercent(n), 500} {
+			b.Run(fmt.Sprintf("records=%d/pending=%d", n, pending), func(b *testing.B) {
+				benchListPending(b, n, pending)
+			})
+		}
 	}
+}
+
+func benchListPending(b *testing.B, n, pending int) {
+	e := newEnvAt(b, natstest.RunJetStreamProcess(b).URL)
+	fill(b, e, n, pending)
+	w := e.startWorker(b, workerConfig{})
+	lat := make([]time.Duration, 0, b.N)
+	cursor := ""
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		r, err := w.try(http.MethodGet, "/v1/encodings?status=pending&limit=50&workspace_id="+ws+"&cursor="+cursor, "", nil, nil)
+		lat = append(lat, time.Since(start))
+		if err != nil || r.Status != http.StatusOK {
+			b.Fatalf("%v %d %s", err, r.Status, r.Body)
+		}
+		var page struct {
+			NextCursor string `json:"next_cursor"`
+		}
+		_ = json.Unmarshal(r.Body, &page)
+		cursor = page.NextCursor
+	}
+	b.StopTimer()
+	reportLatency(b, lat, "")
 }
 
 // BenchmarkStartWithRecords is a worker's start-up (New and Start: the
@@ -158,7 +170,7 @@ func BenchmarkStartWithRecords(b *testing.B) {
 	for _, n := range benchSizes(b) {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
 			e := newEnvAt(b, natstest.RunJetStreamProcess(b).URL)
-			fill(b, e, n)
+			fill(b, e, n, fivePercent(n))
 			b.ResetTimer()
 			var took time.Duration
 			var heap, startRSS, processRSS uint64
@@ -170,8 +182,8 @@ func BenchmarkStartWithRecords(b *testing.B) {
 				start := time.Now()
 				w := e.startWorker(b, workerConfig{})
 				took += time.Since(start)
-				if got := w.counter("cardwire_worker_encodings_pending"); int(got) != (n+19)/20 {
-					b.Fatalf("pending %v, want %d", got, (n+19)/20)
+				if got := w.counter("cardwire_worker_encodings_pending"); int(got) != fivePercent(n) {
+					b.Fatalf("pending %v, want %d", got, fivePercent(n))
 				}
 				rssAfter := vmRSS(b)
 				startRSS = max(startRSS, rssAfter-min(rssAfter, rssBefore))
