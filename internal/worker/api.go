@@ -413,18 +413,15 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, &httpapi.Error{Status: http.StatusBadRequest, Type: "invalid_input", Message: err.Error()})
 			return
 		}
-		recs, err := a.readAll(r.Context(), ids)
+		recs, err := a.pageRecords(r.Context(), ids)
 		if err != nil {
 			a.fail(w, r, a.mapError(err))
 			return
 		}
-		for i, rec := range recs {
-			if rec.EncodingID == "" || rec.Status.Terminal() {
-				// Gone, or settled a moment ago: the index catches up.
-				a.feed.forget(ids[i])
-				continue
+		for _, rec := range recs {
+			if rec.EncodingID != "" {
+				page.Encodings = append(page.Encodings, rec)
 			}
-			page.Encodings = append(page.Encodings, rec)
 		}
 		page.NextCursor, cursor = next, next
 		if next == "" {
@@ -524,6 +521,38 @@ func (a *api) recentOutcomes(ctx context.Context, subject string, start time.Tim
 		scanned += n
 	}
 	return latest, nil
+}
+
+// pageRecords returns the pending records of ids, in their order: the
+// revisions the feed keeps, and a read of the others (then kept). One
+// gone or settled meanwhile is left zero, and the feed forgets it. A kept
+// revision is as fresh as the feed: a change made on another worker a
+// moment ago may not be in it yet (a change made through this one is).
+func (a *api) pageRecords(ctx context.Context, ids []string) ([]encoding.Record, error) {
+	recs, missing := a.feed.kept(ids)
+	if len(missing) == 0 {
+		return recs, nil
+	}
+	read, err := a.readAll(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]encoding.Record, len(read))
+	for i, rec := range read {
+		if rec.EncodingID == "" || rec.Status.Terminal() {
+			// Gone, or settled a moment ago: the index catches up.
+			a.feed.forget(missing[i])
+			continue
+		}
+		a.feed.keep(rec)
+		byID[rec.EncodingID] = rec
+	}
+	for i, id := range ids {
+		if recs[i].EncodingID == "" {
+			recs[i] = byID[id]
+		}
+	}
+	return recs, nil
 }
 
 // pageReads is how many records of a page are read at once.

@@ -140,6 +140,7 @@ func benchListPending(b *testing.B, n, pending int) {
 	w := e.startWorker(b, workerConfig{})
 	lat := make([]time.Duration, 0, b.N)
 	cursor := ""
+	heapBefore := heapInUse()
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
@@ -156,6 +157,18 @@ func benchListPending(b *testing.B, n, pending int) {
 	}
 	b.StopTimer()
 	reportLatency(b, lat, "")
+	// What the walk left in the worker's memory (the revisions it read),
+	// per pending encoding walked.
+	walked := min(pending, 50*b.N)
+	b.ReportMetric(float64(int64(heapInUse())-int64(heapBefore))/float64(walked), "heap-B/walked")
+}
+
+// heapInUse is the live Go heap after a collection (HeapAlloc).
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // BenchmarkStartWithRecords is a worker's start-up (New and Start: the

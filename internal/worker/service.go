@@ -38,6 +38,10 @@ type service struct {
 	metrics *metrics
 	log     zerolog.Logger
 	now     func() time.Time
+	// settledHere, when set, hears of every encoding this process settles,
+	// before its revision comes round the feed (the pending listing's
+	// read-your-write).
+	settledHere func(id string)
 }
 
 // Register stores a pending encoding and applies the events that came
@@ -431,6 +435,9 @@ func cardOf(c seam.Credential) encoding.Card {
 // the log line. An index entry not removed here is removed at the deadline.
 func (s *service) resolved(rec encoding.Record, eventID string) {
 	s.unindex.remove(store.PendingOf(rec))
+	if s.settledHere != nil {
+		s.settledHere(rec.EncodingID)
+	}
 	s.metrics.resolved.WithLabelValues(string(rec.Status), rec.ResolvedBy).Inc()
 	s.metrics.workspaceResolved.WithLabelValues(s.tenants.label(rec.WorkspaceID), string(rec.Status)).Inc()
 	s.metrics.resolveDuration.Observe(s.now().Sub(rec.RequestedAt).Seconds())
