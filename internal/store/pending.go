@@ -136,15 +136,21 @@ func (s *Store) MigrateLegacyPending(ctx context.Context) (int, error) {
 const indexIdle = 500 * time.Millisecond
 
 // readIndex reads the entries <ws>.<requested_ms>.<id> under prefix in st
-// through one ordered consumer (last message per key, headers only),
-// skipping purge and delete markers. A KV watch would do the same but
-// waits for ever for entries removed while it reads.
+// through one ordered consumer (headers only), skipping purge and delete
+// markers. A KV watch would do the same but waits for ever for entries
+// removed while it reads. In the index's own bucket every message is the
+// last of its key (a history of one), so the whole stream is read, with
+// no filter: 0.3 s for 50,000 entries, where a filtered consumer on a
+// stream of one message per subject takes 2 s (nats-server 2.15). The
+// 0.6.0 index, among the records' history, is read filtered, last message
+// per subject.
 func readIndex(ctx context.Context, st Stream, prefix string) ([]Pending, error) {
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + ">"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-		HeadersOnly:    true,
-	})
+	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: true}
+	if prefix == legacyPendingPrefix {
+		cfg.FilterSubjects = []string{prefix + ">"}
+		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
