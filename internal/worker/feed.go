@@ -78,8 +78,7 @@ func (a pendingKey) compare(b pendingKey) int {
 
 func pendingLess(a, b pendingKey) bool { return a.compare(b) < 0 }
 
-// pendingDegree is the B-trees' degree: nodes of up to 63 keys, a few
-// cache lines of pointers per level.
+// pendingDegree is the B-trees' degree: nodes of up to 63 keys.
 const pendingDegree = 32
 
 func newPendingTree() *btree.BTreeG[pendingKey] {
@@ -232,18 +231,11 @@ func (f *feed) publish(rec encoding.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if rec.Status.Terminal() {
-		f.removeLocked(rec.EncodingID)
-		if !f.settled[rec.EncodingID] {
-			delete(f.settled, f.settledRing[f.settledNext])
-			f.settledRing[f.settledNext] = rec.EncodingID
-			f.settledNext = (f.settledNext + 1) % len(f.settledRing)
-			f.settled[rec.EncodingID] = true
-		}
-		if f.loading != nil {
-			f.loading[rec.EncodingID] = true // the index may still list it
-		}
+		f.settleLocked(rec.EncodingID)
 	} else {
-		if rec.Revision == 1 {
+		// A first revision that comes round after this process settled
+		// the encoding (settledHere) does not bring it back.
+		if rec.Revision == 1 && !f.settled[rec.EncodingID] {
 			f.addLocked(pendingKey{at: rec.RequestedAt, id: rec.EncodingID, ws: rec.WorkspaceID})
 		}
 		f.keepLocked(rec)
@@ -337,6 +329,30 @@ func (f *feed) addLocked(k pendingKey) {
 		f.byWS[k.ws] = ws
 	}
 	ws.ReplaceOrInsert(k)
+}
+
+// settledHere drops an encoding this process settled, before its final
+// revision comes round the feed: its next listing no longer has it.
+func (f *feed) settledHere(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.settleLocked(id)
+}
+
+// settleLocked drops a final encoding and remembers it, so that neither
+// a late first revision, a registration answered late, nor the index
+// still being read brings it back.
+func (f *feed) settleLocked(id string) {
+	f.removeLocked(id)
+	if !f.settled[id] {
+		delete(f.settled, f.settledRing[f.settledNext])
+		f.settledRing[f.settledNext] = id
+		f.settledNext = (f.settledNext + 1) % len(f.settledRing)
+		f.settled[id] = true
+	}
+	if f.loading != nil {
+		f.loading[id] = true // the index may still list it
+	}
 }
 
 // forget drops an encoding that a read showed is no longer pending (its
