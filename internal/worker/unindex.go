@@ -11,8 +11,8 @@ import (
 )
 
 // unindexer takes settled encodings out of the pending index off the
-// settling path: the removal is a stream purge (an API round trip the
-// event or request need not wait for), and one that is lost (a crash, a
+// settling path: the removal is a publish (a round trip the event or
+// request need not wait for), and one that is lost (a crash, a
 // full queue under a burst) is repaired at the deadline, which every
 // encoding reaches. The in-memory pending set does not wait for it either:
 // it drops an encoding on its final revision.
