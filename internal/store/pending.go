@@ -91,7 +91,7 @@ func (s *Store) RemovePending(ctx context.Context, p Pending) error {
 // PendingIndex reads the whole pending index once; its cost is the
 // pending encodings, not the records.
 func (s *Store) PendingIndex(ctx context.Context) ([]Pending, error) {
-	entries, err := readIndex(ctx, s.index.Stream, pendingPrefix)
+	entries, err := readIndex(ctx, s.index.Stream, pendingPrefix, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return nil, fmt.Errorf("read the pending index: %w", err)
 	}
@@ -104,7 +104,10 @@ func (s *Store) PendingIndex(ctx context.Context) ([]Pending, error) {
 // costs one empty read. Every start runs it, so that the entries a worker
 // of the older version adds during a rolling upgrade move at the next.
 func (s *Store) MigrateLegacyPending(ctx context.Context) (int, error) {
-	legacy, err := readIndex(ctx, s.stream, legacyPendingPrefix)
+	legacy, err := readIndex(ctx, s.stream, legacyPendingPrefix, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{legacyPendingPrefix + ">"},
+		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
+	})
 	if err != nil {
 		return 0, fmt.Errorf("read the 0.6.0 pending index: %w", err)
 	}
@@ -136,20 +139,16 @@ func (s *Store) MigrateLegacyPending(ctx context.Context) (int, error) {
 const indexIdle = 500 * time.Millisecond
 
 // readIndex reads the entries <ws>.<requested_ms>.<id> under prefix in st
-// through one ordered consumer (headers only), skipping purge and delete
-// markers. A KV watch would do the same but waits for ever for entries
-// removed while it reads. In the index's own bucket every message is the
+// through one ordered consumer configured by cfg (headers only), skipping
+// purge and delete markers. A KV watch would do the same but waits for
+// ever for entries removed while it reads. In the index's own bucket every message is the
 // last of its key (a history of one), so the whole stream is read, with
 // no filter: 0.3 s for 50,000 entries, where a filtered consumer on a
 // stream of one message per subject takes 2 s (nats-server 2.15). The
 // 0.6.0 index, among the records' history, is read filtered, last message
 // per subject.
-func readIndex(ctx context.Context, st Stream, prefix string) ([]Pending, error) {
-	cfg := jetstream.OrderedConsumerConfig{HeadersOnly: true}
-	if prefix == legacyPendingPrefix {
-		cfg.FilterSubjects = []string{prefix + ">"}
-		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
-	}
+func readIndex(ctx context.Context, st Stream, prefix string, cfg jetstream.OrderedConsumerConfig) ([]Pending, error) {
+	cfg.HeadersOnly = true
 	cons, err := st.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return nil, err
