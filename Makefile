@@ -86,6 +86,11 @@ fuzz:
 test-alerts: build
 	./scripts/test-alerts.sh
 
+## test-run: make run for real, the way a newcomer starts it: waits until the worker is ready, runs make demo in both workspaces, then sends SIGTERM to the stack's whole process group (as timeout and service managers do) and checks that every part, NATS included, has stopped within 20 s and the lock is released (PORT_BASE=27000 by default; ≈ 30 s; scripts/test-run.sh lists its variables)
+.PHONY: test-run
+test-run: build
+	./scripts/test-run.sh
+
 ## run: the whole local stack on 127.0.0.1 (NATS with JetStream under ./.data, receiver, Seam simulator, worker; two workspaces from .data/workspaces.json); PORT_BASE=18000 (or NATS_PORT=, RECEIVER_PORT=, …) moves its ports, SEAM=sandbox uses a Seam sandbox instead of the simulator; Ctrl-C stops it (scripts/run.sh lists its variables)
 run:
 	@./scripts/run.sh check 'make run'

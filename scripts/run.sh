@@ -123,8 +123,11 @@ release() {
 # stop stops the clients first, then NATS (so that the worker drains and
 # the receiver finishes its publishes against a live server), and exits $1.
 stop() {
-  trap - EXIT TERM HUP
-  trap '' INT # a second Ctrl-C does not interrupt the orderly stop
+  trap - EXIT
+  # A second signal does not cut the orderly stop short: a SIGTERM to the
+  # whole process group reaches this script twice (make passes its own on),
+  # and the default action at the second would leave NATS running.
+  trap '' INT TERM HUP
   if [ ${#clients[@]} -gt 0 ]; then
     kill -TERM "${clients[@]}" 2>/dev/null || true
     wait "${clients[@]}" 2>/dev/null || true
