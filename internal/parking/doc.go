@@ -10,5 +10,7 @@
 // request, about 36 KiB in all while a long poll waits; parked, a wait
 // costs its socket and its own state. Where the lot is not supported
 // (another OS), New returns errors.ErrUnsupported and callers wait in
-// their handlers as before.
+// their handlers as before. Should the watch itself fail (epoll_wait
+// erring), the lot ends every spot at once and then refuses to park (Err
+// wraps ErrWatchStopped): nothing is left parked unwatched.
 package parking

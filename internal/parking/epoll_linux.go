@@ -77,7 +77,7 @@ func (e *epoll) ctl(conn net.Conn, op int, ev *unix.EpollEvent) error {
 	return nil
 }
 
-func (e *epoll) run(report func(id uint64, hangup bool)) {
+func (e *epoll) run(report func(id uint64, hangup bool)) error {
 	events := make([]unix.EpollEvent, 256)
 	for {
 		var n int
@@ -91,8 +91,8 @@ func (e *epoll) run(report func(id uint64, hangup bool)) {
 			}
 			return n > 0 || waitErr != nil // otherwise: park until the set is readable
 		})
-		if err != nil || waitErr != nil {
-			return // closed
+		if err := errors.Join(err, waitErr); err != nil {
+			return fmt.Errorf("epoll_wait: %w", err) // closed, or failed: the lot tells which
 		}
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32

@@ -3,6 +3,7 @@ package parking
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -59,6 +60,8 @@ type Lot struct {
 	spots  map[uint64]*Spot
 	next   uint64
 	closed bool
+	// failed is why the watch stopped before Close (nil while it runs).
+	failed error
 	ending sync.WaitGroup
 }
 
@@ -76,8 +79,8 @@ type poller interface {
 	add(conn net.Conn, id uint64) error
 	remove(conn net.Conn) error
 	// run reports the ids whose socket has input or hung up (hangup
-	// true), until close.
-	run(report func(id uint64, hangup bool))
+	// true), until close or a failure; it returns why it stopped.
+	run(report func(id uint64, hangup bool)) error
 	close() error
 }
 
@@ -89,8 +92,36 @@ func New() (*Lot, error) {
 		return nil, err
 	}
 	l := &Lot{poller: p, spots: map[uint64]*Spot{}}
-	go p.run(l.report)
+	go l.watch()
 	return l, nil
+}
+
+// ErrWatchStopped is the error of a lot whose watch of the parked sockets
+// stopped on its own (Err, and Park): it no longer parks, and the spots it
+// held were ended (reason Shutdown) when it stopped.
+var ErrWatchStopped = errors.New("parking: the watch of parked connections stopped")
+
+// watch runs the poller until Close; should it stop before, nothing
+// would see a client hang up or send more, so the lot fails: every spot
+// ends now and Park refuses.
+func (l *Lot) watch() {
+	err := l.poller.run(l.report)
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.failed = fmt.Errorf("%w: %w", ErrWatchStopped, err)
+	l.mu.Unlock()
+	l.Shutdown()
+}
+
+// Err is nil while the lot parks, and wraps ErrWatchStopped (with the
+// cause) once its watch has failed.
+func (l *Lot) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
 }
 
 // Park holds conn, hijacked from net/http, until until, the client hangs
@@ -100,6 +131,9 @@ func New() (*Lot, error) {
 func (l *Lot) Park(conn net.Conn, until time.Time, end EndFunc) (*Spot, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.failed != nil {
+		return nil, l.failed
+	}
 	if l.closed {
 		return nil, ErrClosed
 	}

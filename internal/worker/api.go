@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -143,6 +144,8 @@ type api struct {
 	// lot holds the parked long polls (park.go); nil where parking is
 	// not supported.
 	lot *parking.Lot
+	// lotFailed logs, once, that the lot has failed.
+	lotFailed sync.Once
 	// dir holds the API tokens and the workspaces they reach.
 	dir directory
 }

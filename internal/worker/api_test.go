@@ -213,6 +213,7 @@ func TestAPIWaitReturnsOnTheEvent(t *testing.T) {
 func TestAPIWaitParkedOrInItsHandler(t *testing.T) {
 	e := newEnv(t)
 	w := e.startWorker(t, workerConfig{})
+	require.Equal(t, 1.0, w.counter("cardwire_worker_api_parking"), "this test runs where parking is built")
 	h2 := httptest.NewUnstartedServer(w.w.Handler())
 	h2.EnableHTTP2 = true
 	h2.StartTLS()

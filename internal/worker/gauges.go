@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cardwire/cardwire/internal/parking"
 )
 
 // registerFeedGauges registers the gauges read from the process's feed:
@@ -64,4 +66,18 @@ func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.ackPending, prometheus.GaugeValue, float64(info.NumAckPending))
 	ch <- prometheus.MustNewConstMetric(c.redelivered, prometheus.GaugeValue, float64(info.NumRedelivered))
 	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(info.NumWaiting))
+}
+
+// registerParkingGauge reports whether long polls are parked: lot is nil
+// where parking is not built.
+func registerParkingGauge(lot *parking.Lot, reg prometheus.Registerer) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cardwire_worker_api_parking",
+		Help: "1 while long polls over HTTP/1.1 are parked (Linux); 0 while they wait in their handlers (another system, or the watch of parked connections failed: see the log).",
+	}, func() float64 {
+		if lot == nil || lot.Err() != nil {
+			return 0
+		}
+		return 1
+	}))
 }

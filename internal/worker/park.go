@@ -20,13 +20,21 @@ import (
 // shutdown answer it, and a client that hangs up ends it unanswered.
 
 // park hands the wait of sub to the lot and reports true, or reports
-// false when there is no lot (another OS), the request is not a GET (a
-// HEAD's answer has no body), or the connection cannot be hijacked
-// (HTTP/2), and the handler waits itself. Parked, the wait
+// false when there is no lot (another OS) or it has failed, the request
+// is not a GET (a HEAD's answer has no body), or the connection cannot be
+// hijacked (HTTP/2), and the handler waits itself. Parked, the wait
 // answers and unsubscribes itself; the route's request counter has
 // counted it a 200 already.
 func (a *api) park(w http.ResponseWriter, r *http.Request, sub *waiter, rec encoding.Record, until time.Time) bool {
 	if a.lot == nil || r.Method != http.MethodGet || r.ProtoMajor != 1 || a.waits.Err() != nil {
+		return false
+	}
+	if err := a.lot.Err(); err != nil {
+		// The lot ended its spots when it failed; waits go on in their
+		// handlers, as on other systems.
+		a.lotFailed.Do(func() {
+			a.log.Error().Err(err).Msg("long polls are no longer parked; they wait in their handlers from now on")
+		})
 		return false
 	}
 	header := w.Header().Clone()

@@ -233,6 +233,9 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 	case err != nil:
 		return nil, err
 	}
+	if err := registerParkingGauge(w.lot, o.Registerer); err != nil {
+		return nil, err
+	}
 	w.handler = w.routes()
 	// Last: its goroutine must not outlive a New that failed.
 	w.svc.unindex = newUnindexer(w.svc.store, w.svc.log)
