@@ -19,8 +19,9 @@ import (
 // outbox has published every issued outcome. Workers handle
 // WORKER_CONCURRENCY events at once, the default. NATS runs in a process
 // of its own, as in production (it still shares the machine's cores).
-// Reports events/s, and the CPU time per event of the NATS process and of
-// this one (the workers, and the benchmark's own reader of the outcomes).
+// Reports events/s, the CPU time per event of the NATS process and of
+// this one (the workers, and the benchmark's own reader of the outcomes),
+// and the cores the two kept busy.
 func BenchmarkSettle(b *testing.B) {
 	for _, workers := range []int{1, 2} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
@@ -50,10 +51,15 @@ func BenchmarkSettle(b *testing.B) {
 				e.startWorker(b, workerConfig{concurrency: cwworker.DefaultOptions().Concurrency})
 			}
 			e.outcomes.waitCount(b, encoding.StatusIssued, b.N)
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			elapsed := time.Since(start)
+			natsUsed, selfUsed := srv.CPU(b)-natsCPU, natstest.SelfCPU(b)-selfCPU
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
-			b.ReportMetric(perEvent(srv.CPU(b)-natsCPU), "nats-cpu-µs/event")
-			b.ReportMetric(perEvent(natstest.SelfCPU(b)-selfCPU), "worker-cpu-µs/event")
+			b.ReportMetric(perEvent(natsUsed), "nats-cpu-µs/event")
+			b.ReportMetric(perEvent(selfUsed), "worker-cpu-µs/event")
+			// How many of the machine's cores the two processes kept busy:
+			// near runtime.NumCPU(), a second worker has nothing to run on.
+			b.ReportMetric((natsUsed + selfUsed).Seconds()/elapsed.Seconds(), "cores-busy")
 		})
 	}
 }
