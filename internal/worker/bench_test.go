@@ -59,7 +59,7 @@ func BenchmarkSettle(b *testing.B) {
 			b.ReportMetric(perEvent(selfUsed), "worker-cpu-µs/event")
 			// How many of the machine's cores the two processes kept busy:
 			// near runtime.NumCPU(), a second worker has nothing to run on.
-			b.ReportMetric((natsUsed + selfUsed).Seconds()/elapsed.Seconds(), "cores-busy")
+			b.ReportMetric((natsUsed+selfUsed).Seconds()/elapsed.Seconds(), "cores-busy")
 		})
 	}
 }
