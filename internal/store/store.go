@@ -181,20 +181,47 @@ func (s *Store) Update(ctx context.Context, id string, fn func(encoding.Record) 
 // Target returns the state of a credential or access method (empty if it
 // has none yet).
 func (s *Store) Target(ctx context.Context, t encoding.TargetRef) (encoding.TargetState, error) {
-	var st encoding.TargetState
-	_, err := s.read(ctx, targetKey(t), &st)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return encoding.TargetState{}, nil
+	r, err := s.ReadTarget(ctx, t)
+	return r.State, err
+}
+
+// TargetRead is a target's state as one read found it, and the revision
+// it was read at: UpdateTargetFrom starts from it instead of reading the
+// state again. The zero TargetRead is no read.
+type TargetRead struct {
+	State encoding.TargetState
+	at    *casValue
+}
+
+// ReadTarget reads a target's state (empty if it has none yet).
+func (s *Store) ReadTarget(ctx context.Context, t encoding.TargetRef) (TargetRead, error) {
+	e, err := s.kv.Get(ctx, targetKey(t))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return TargetRead{at: &casValue{}}, nil
+	case err != nil:
+		return TargetRead{}, fmt.Errorf("get %s: %w", targetKey(t), err)
 	}
-	return st, err
+	r := TargetRead{at: &casValue{cur: e.Value(), rev: e.Revision()}}
+	if err := json.Unmarshal(e.Value(), &r.State); err != nil {
+		return TargetRead{}, fmt.Errorf("decode target %s: %w", t, err)
+	}
+	return r, nil
 }
 
 // UpdateTarget applies fn to a target's state with a compare-and-set,
 // retrying on a lost race; fn returns whether it changed anything, or an
 // error to stop (returned as is). It returns the state as stored.
 func (s *Store) UpdateTarget(ctx context.Context, t encoding.TargetRef, fn func(*encoding.TargetState) (bool, error)) (encoding.TargetState, error) {
+	return s.UpdateTargetFrom(ctx, t, TargetRead{}, fn)
+}
+
+// UpdateTargetFrom is UpdateTarget whose first attempt applies fn to the
+// state from (when it is a read) instead of reading it again: if the state
+// has changed since, the compare-and-set fails and the next attempt reads.
+func (s *Store) UpdateTargetFrom(ctx context.Context, t encoding.TargetRef, from TargetRead, fn func(*encoding.TargetState) (bool, error)) (encoding.TargetState, error) {
 	var st encoding.TargetState
-	err := s.cas(ctx, targetKey(t), func(b []byte) ([]byte, error) {
+	err := s.casFrom(ctx, targetKey(t), from.at, func(b []byte) ([]byte, error) {
 		st = encoding.TargetState{}
 		if b != nil {
 			if err := json.Unmarshal(b, &st); err != nil {
@@ -317,19 +344,36 @@ func (s *Store) read(ctx context.Context, key string, v any) (uint64, error) {
 	return e.Revision(), nil
 }
 
+// casValue is a key's value as read (nil when absent) and its revision
+// (0 when absent).
+type casValue struct {
+	cur []byte
+	rev uint64
+}
+
 // cas runs a compare-and-set loop on key: fn gets the current value (nil
 // when absent) and returns the new one, or nil to write nothing.
 func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, error)) error {
+	return s.casFrom(ctx, key, nil, fn)
+}
+
+// casFrom is cas whose first attempt starts from first, when it is not
+// nil, instead of a read.
+func (s *Store) casFrom(ctx context.Context, key string, first *casValue, fn func([]byte) ([]byte, error)) error {
 	for range casAttempts {
-		e, err := s.kv.Get(ctx, key)
 		var cur []byte
 		var rev uint64
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("get %s: %w", key, err)
-		default:
-			cur, rev = e.Value(), e.Revision()
+		if first != nil {
+			cur, rev, first = first.cur, first.rev, nil
+		} else {
+			e, err := s.kv.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+			case err != nil:
+				return fmt.Errorf("get %s: %w", key, err)
+			default:
+				cur, rev = e.Value(), e.Revision()
+			}
 		}
 		next, err := fn(cur)
 		if err != nil || next == nil {

@@ -128,6 +128,49 @@ func TestTargetClaimsRace(t *testing.T) {
 	}
 }
 
+// UpdateTargetFrom with a read that another writer has overtaken loses
+// nothing: its first compare-and-set fails and the next attempt reads.
+func TestUpdateTargetFromAStaleRead(t *testing.T) {
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	claim := func(id string) func(*encoding.TargetState) (bool, error) {
+		return func(st *encoding.TargetState) (bool, error) {
+			st.AddClaim(encoding.Claim{EncodingID: id, RequestedAt: at})
+			return true, nil
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		before []string // claims stored before the read
+	}{
+		{"absent when read, created since", nil},
+		{"read at a revision, updated since", []string{"e0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			ctx := t.Context()
+			target := encoding.TargetRef{WorkspaceID: ws, Kind: encoding.KindCredential, ID: "c1"}
+			for _, id := range tc.before {
+				_, err := s.UpdateTarget(ctx, target, claim(id))
+				require.NoError(t, err)
+			}
+			read, err := s.ReadTarget(ctx, target)
+			require.NoError(t, err)
+			require.Len(t, read.State.Encodings, len(tc.before))
+			_, err = s.UpdateTarget(ctx, target, claim("other"))
+			require.NoError(t, err)
+
+			st, err := s.UpdateTargetFrom(ctx, target, read, claim("mine"))
+			require.NoError(t, err)
+			stored, err := s.Target(ctx, target)
+			require.NoError(t, err)
+			require.Equal(t, stored, st)
+			for _, id := range append(tc.before, "other", "mine") {
+				require.True(t, stored.Has(id), id)
+			}
+		})
+	}
+}
+
 // A failing step stops the write and is returned; nothing is stored, and
 // running the step again (a replay) completes it once.
 func TestTargetPartialFailureAndReplay(t *testing.T) {

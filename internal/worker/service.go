@@ -72,20 +72,28 @@ func (s *service) Register(ctx context.Context, req encoding.RegisterRequest, ke
 			idem, replayed = got, true
 		}
 	}
-	rec, err = s.register(ctx, req, idem, key)
+	rec, err = s.register(ctx, req, idem, key, replayed)
 	return rec, replayed, err
 }
 
-func (s *service) register(ctx context.Context, req encoding.RegisterRequest, idem store.Idempotency, key string) (encoding.Record, error) {
+// register creates the record, unless a replay finds it stored, and
+// completes the registration. Only a replay's id can be stored already: a
+// fresh one (no key, or a key seen for the first time) is not read first.
+func (s *service) register(ctx context.Context, req encoding.RegisterRequest, idem store.Idempotency, key string, replayed bool) (encoding.Record, error) {
 	id := idem.EncodingID
-	rec, err := s.store.Get(ctx, id)
+	var rec encoding.Record
+	var target store.TargetRead // the target as create found it
+	err := encoding.ErrNotFound
+	if replayed {
+		rec, err = s.store.Get(ctx, id)
+	}
 	if errors.Is(err, encoding.ErrNotFound) {
-		rec, err = s.create(ctx, req, id)
+		rec, target, err = s.create(ctx, req, id)
 	}
 	if err != nil {
 		return encoding.Record{}, err
 	}
-	if rec, err = s.claimStored(ctx, rec); err != nil {
+	if rec, err = s.claimStored(ctx, rec, target); err != nil {
 		return rec, err
 	}
 	if !req.Starts() || rec.Status.Terminal() || rec.ActionAttemptID != "" || idem.EncodeSent {
@@ -104,39 +112,44 @@ func (s *service) register(ctx context.Context, req encoding.RegisterRequest, id
 // first: once the record exists, a lost webhook can never leave it pending
 // for ever; a timer whose record was never written finds nothing and is
 // dropped. A target with a pending encoding is refused before anything is
-// written.
-func (s *service) create(ctx context.Context, req encoding.RegisterRequest, id string) (encoding.Record, error) {
+// written; the target's state as read then is returned, for the claim to
+// start from.
+func (s *service) create(ctx context.Context, req encoding.RegisterRequest, id string) (encoding.Record, store.TargetRead, error) {
 	rec := req.NewRecord(id, s.now(), s.limits)
-	if err := s.refuseOpen(ctx, rec); err != nil {
-		return encoding.Record{}, err
+	target, err := s.refuseOpen(ctx, rec)
+	if err != nil {
+		return encoding.Record{}, store.TargetRead{}, err
 	}
 	if err := s.timers.deadline(ctx, rec.WorkspaceID, id, rec.Deadline); err != nil {
-		return encoding.Record{}, err
+		return encoding.Record{}, store.TargetRead{}, err
 	}
 	// Indexed before it exists, like the timer: the deadline takes an
 	// entry whose record never came out of the index again.
 	if err := s.store.AddPending(ctx, rec); err != nil {
-		return encoding.Record{}, err
+		return encoding.Record{}, store.TargetRead{}, err
 	}
 	stored, created, err := s.store.Create(ctx, rec)
 	if err != nil {
-		return encoding.Record{}, err
+		return encoding.Record{}, store.TargetRead{}, err
+	}
+	if !created {
+		target = store.TargetRead{} // not this request's record: read afresh
 	}
 	if created {
 		s.log.Info().Str("encoding_id", id).Str("target", rec.Target().String()).Str("action_attempt_id", rec.ActionAttemptID).
 			Str("to", string(encoding.StatusPending)).Msg("encoding registered")
 	}
-	return stored, nil
+	return stored, target, nil
 }
 
 // refuseOpen fails with *encoding.OpenEncodingError if the record's target
-// has another encoding pending.
-func (s *service) refuseOpen(ctx context.Context, rec encoding.Record) error {
-	st, err := s.store.Target(ctx, rec.Target())
+// has another encoding pending; it returns the target as read.
+func (s *service) refuseOpen(ctx context.Context, rec encoding.Record) (store.TargetRead, error) {
+	target, err := s.store.ReadTarget(ctx, rec.Target())
 	if err != nil {
-		return err
+		return store.TargetRead{}, err
 	}
-	return s.openOther(ctx, st, rec.EncodingID)
+	return target, s.openOther(ctx, target.State, rec.EncodingID)
 }
 
 func (s *service) openOther(ctx context.Context, st encoding.TargetState, id string) error {
@@ -165,11 +178,12 @@ const claimAttempts = 3
 // the claim still fails, events for it are kept meanwhile (there is no
 // claim to attribute them to) and its deadline makes the claim and applies
 // them, so it is never a 5xx for a record that will settle.
-func (s *service) claimStored(ctx context.Context, rec encoding.Record) (encoding.Record, error) {
+func (s *service) claimStored(ctx context.Context, rec encoding.Record, target store.TargetRead) (encoding.Record, error) {
 	var err error
 	for i := range claimAttempts {
 		var got encoding.Record
-		got, err = s.claim(ctx, rec)
+		got, err = s.claim(ctx, rec, target)
+		target = store.TargetRead{} // a retry reads it again
 		var open *encoding.OpenEncodingError
 		if err == nil || errors.As(err, &open) {
 			return got, err
@@ -189,12 +203,13 @@ func (s *service) claimStored(ctx context.Context, rec encoding.Record) (encodin
 // idempotent, so a replay and the deadline repair a registration cut off
 // between these writes. A record that lost the race for its target to
 // another pending encoding is failed (superseded) and the error returned.
-func (s *service) claim(ctx context.Context, rec encoding.Record) (encoding.Record, error) {
+// target, when it is a read, is where the target's compare-and-set starts.
+func (s *service) claim(ctx context.Context, rec encoding.Record, target store.TargetRead) (encoding.Record, error) {
 	if err := s.store.AddToEncoder(ctx, rec.WorkspaceID, rec.AcsEncoderID, rec.EncodingID); err != nil {
 		return rec, err
 	}
 	var open *encoding.OpenEncodingError
-	st, err := s.store.UpdateTarget(ctx, rec.Target(), func(st *encoding.TargetState) (bool, error) {
+	st, err := s.store.UpdateTargetFrom(ctx, rec.Target(), target, func(st *encoding.TargetState) (bool, error) {
 		if st.Has(rec.EncodingID) {
 			return false, nil
 		}

@@ -181,7 +181,7 @@ func (s *service) onDeadline(ctx context.Context, ws, id string, delivered uint6
 		}
 		return d.Retry, nil
 	}
-	if rec, err = s.claim(ctx, rec); err != nil || rec.Status.Terminal() {
+	if rec, err = s.claim(ctx, rec, store.TargetRead{}); err != nil || rec.Status.Terminal() {
 		var open *encoding.OpenEncodingError
 		if errors.As(err, &open) {
 			return 0, nil // failed as superseded
