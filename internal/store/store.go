@@ -145,6 +145,31 @@ func (s *Store) Create(ctx context.Context, rec encoding.Record) (stored encodin
 // to store nothing. Update returns the record as stored (or as it is, when
 // unchanged).
 func (s *Store) Update(ctx context.Context, id string, fn func(encoding.Record) (encoding.Record, bool)) (encoding.Record, bool, error) {
+	return s.UpdateFrom(ctx, id, Revision{}, fn)
+}
+
+// Revision is a record as the bucket stored it, with the bucket's
+// revision of that write (KV; 0 when unknown): UpdateFrom can start from
+// it instead of reading the record.
+type Revision struct {
+	Record encoding.Record
+	KV     uint64
+}
+
+// UpdateFrom is Update whose first attempt applies fn to from, when it is
+// a known revision of the record, instead of reading it: only a write
+// that lands is taken from it. If the record has changed since, the
+// compare-and-set fails; if fn changes nothing, that is decided on a
+// read, as are the attempts after the first.
+func (s *Store) UpdateFrom(ctx context.Context, id string, from Revision, fn func(encoding.Record) (encoding.Record, bool)) (encoding.Record, bool, error) {
+	if from.KV != 0 && from.Record.EncodingID == id {
+		if next, changed := fn(from.Record); changed {
+			stored, landed, err := s.updateAt(ctx, id, from.Record, from.KV, next)
+			if landed || err != nil {
+				return stored, landed, err
+			}
+		}
+	}
 	for range casAttempts {
 		var rec encoding.Record
 		rev, err := s.read(ctx, recordKey(id), &rec)
@@ -158,24 +183,34 @@ func (s *Store) Update(ctx context.Context, id string, fn func(encoding.Record) 
 		if !changed {
 			return rec, false, nil
 		}
-		next.Revision = rec.Revision + 1
-		if next.Revision > streams.MaxRevisions {
-			return rec, false, fmt.Errorf("update encoding %s: %w (%d)", id, ErrRevisionLimit, streams.MaxRevisions)
+		stored, landed, err := s.updateAt(ctx, id, rec, rev, next)
+		if landed || err != nil {
+			return stored, landed, err
 		}
-		b, err := json.Marshal(next)
-		if err != nil {
-			return encoding.Record{}, false, err
-		}
-		_, err = s.kv.Update(ctx, recordKey(id), b, rev)
-		if conflict(err) {
-			continue
-		}
-		if err != nil {
-			return encoding.Record{}, false, fmt.Errorf("update encoding %s: %w", id, err)
-		}
-		return next, true, nil
 	}
 	return encoding.Record{}, false, fmt.Errorf("update encoding %s: still conflicting after %d attempts", id, casAttempts)
+}
+
+// updateAt stores next as the revision after rec, which the bucket holds
+// at KV revision rev; landed=false (and no error) when another writer got
+// there first.
+func (s *Store) updateAt(ctx context.Context, id string, rec encoding.Record, rev uint64, next encoding.Record) (stored encoding.Record, landed bool, err error) {
+	next.Revision = rec.Revision + 1
+	if next.Revision > streams.MaxRevisions {
+		return rec, false, fmt.Errorf("update encoding %s: %w (%d)", id, ErrRevisionLimit, streams.MaxRevisions)
+	}
+	b, err := json.Marshal(next)
+	if err != nil {
+		return encoding.Record{}, false, err
+	}
+	_, err = s.kv.Update(ctx, recordKey(id), b, rev)
+	if conflict(err) {
+		return encoding.Record{}, false, nil
+	}
+	if err != nil {
+		return encoding.Record{}, false, fmt.Errorf("update encoding %s: %w", id, err)
+	}
+	return next, true, nil
 }
 
 // Target returns the state of a credential or access method (empty if it
@@ -357,52 +392,65 @@ func (s *Store) cas(ctx context.Context, key string, fn func([]byte) ([]byte, er
 	return s.casFrom(ctx, key, nil, fn)
 }
 
-// casFrom is cas whose first attempt starts from first, when it is not
-// nil, instead of a read.
+// casFrom is cas whose first attempt applies fn to first, when it is not
+// nil, instead of a read: only a write that lands is taken from it; no
+// write, an error, or a lost race are decided on a read.
 func (s *Store) casFrom(ctx context.Context, key string, first *casValue, fn func([]byte) ([]byte, error)) error {
+	if first != nil {
+		if next, err := fn(first.cur); err == nil && next != nil {
+			if landed, err := s.write(ctx, key, first.rev, next); landed || err != nil {
+				return err
+			}
+		}
+	}
 	for range casAttempts {
+		e, err := s.kv.Get(ctx, key)
 		var cur []byte
 		var rev uint64
-		if first != nil {
-			cur, rev, first = first.cur, first.rev, nil
-		} else {
-			e, err := s.kv.Get(ctx, key)
-			switch {
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-			case err != nil:
-				return fmt.Errorf("get %s: %w", key, err)
-			default:
-				cur, rev = e.Value(), e.Revision()
-			}
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("get %s: %w", key, err)
+		default:
+			cur, rev = e.Value(), e.Revision()
 		}
 		next, err := fn(cur)
 		if err != nil || next == nil {
 			return err
 		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, next)
-		} else {
-			_, err = s.kv.Update(ctx, key, next, rev)
+		if landed, err := s.write(ctx, key, rev, next); landed || err != nil {
+			return err
 		}
-		if conflict(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", key, err)
-		}
-		return nil
 	}
 	return fmt.Errorf("write %s: still conflicting after %d attempts", key, casAttempts)
 }
 
+// write stores next under key if the key is still at revision rev (0:
+// absent); landed=false (and no error) when another writer got there
+// first.
+func (s *Store) write(ctx context.Context, key string, rev uint64, next []byte) (landed bool, err error) {
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, key, next)
+	} else {
+		_, err = s.kv.Update(ctx, key, next, rev)
+	}
+	if conflict(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("write %s: %w", key, err)
+	}
+	return true, nil
+}
+
 // WatchRecords sends every record revision stored from now on, until ctx
 // ends (one ordered consumer: a process needs one, whatever it serves).
-func (s *Store) WatchRecords(ctx context.Context) (<-chan encoding.Record, error) {
+func (s *Store) WatchRecords(ctx context.Context) (<-chan Revision, error) {
 	w, err := s.kv.Watch(ctx, recordKey("*"), jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, fmt.Errorf("watch encodings: %w", err)
 	}
-	out := make(chan encoding.Record, 256)
+	out := make(chan Revision, 256)
 	go func() {
 		defer close(out)
 		defer func() { _ = w.Stop() }()
@@ -422,7 +470,7 @@ func (s *Store) WatchRecords(ctx context.Context) (<-chan encoding.Record, error
 					continue
 				}
 				select {
-				case out <- rec:
+				case out <- Revision{Record: rec, KV: e.Revision()}:
 				case <-ctx.Done():
 					return
 				}

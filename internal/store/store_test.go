@@ -128,6 +128,66 @@ func TestTargetClaimsRace(t *testing.T) {
 	}
 }
 
+// UpdateFrom starts from a revision the watch delivered: from the current
+// one its write lands; from a stale one nothing written since is lost, and
+// a "no change" judged on the stale one is judged again on a read.
+func TestUpdateFromARevision(t *testing.T) {
+	attempt := func(id string) func(encoding.Record) (encoding.Record, bool) {
+		return func(r encoding.Record) (encoding.Record, bool) {
+			r.ActionAttemptID = id
+			return r, true
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		// since writes after the revision UpdateFrom starts from.
+		since func(r encoding.Record) (encoding.Record, bool)
+		fn    func(r encoding.Record) (encoding.Record, bool)
+		want  encoding.Record // the fields checked
+	}{
+		{"current", nil, attempt("mine"), encoding.Record{Revision: 2, ActionAttemptID: "mine"}},
+		{"stale: the write since is kept", attempt("other"),
+			func(r encoding.Record) (encoding.Record, bool) {
+				r.Deadline = r.Deadline.Add(time.Hour)
+				return r, true
+			}, encoding.Record{Revision: 3, ActionAttemptID: "other"}},
+		{"stale: no change on it is judged again", attempt("other"),
+			func(r encoding.Record) (encoding.Record, bool) {
+				if r.ActionAttemptID == "" {
+					return r, false // true of the stale revision only
+				}
+				r.ActionAttemptID += "+mine"
+				return r, true
+			}, encoding.Record{Revision: 3, ActionAttemptID: "other+mine"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			ctx := t.Context()
+			revs, err := s.WatchRecords(ctx)
+			require.NoError(t, err)
+			_, _, err = s.Create(ctx, pending("e1"))
+			require.NoError(t, err)
+			from := <-revs
+			require.EqualValues(t, 1, from.Record.Revision)
+			require.NotZero(t, from.KV)
+			if tc.since != nil {
+				_, _, err := s.Update(ctx, "e1", tc.since)
+				require.NoError(t, err)
+			}
+
+			got, changed, err := s.UpdateFrom(ctx, "e1", from, tc.fn)
+			require.NoError(t, err)
+			require.True(t, changed)
+			stored, err := s.Get(ctx, "e1")
+			require.NoError(t, err)
+			for _, r := range []encoding.Record{got, stored} {
+				require.Equal(t, tc.want.Revision, r.Revision)
+				require.Equal(t, tc.want.ActionAttemptID, r.ActionAttemptID)
+			}
+		})
+	}
+}
+
 // UpdateTargetFrom with a read that another writer has overtaken loses
 // nothing: its first compare-and-set fails and the next attempt reads.
 func TestUpdateTargetFromAStaleRead(t *testing.T) {

@@ -40,8 +40,10 @@ type feed struct {
 	// here, revised since start, or read once by a listing): a listing
 	// answers from it without a read, because with a million records in
 	// the bucket nats-server's tail latency per read doubled
-	// (BenchmarkListPending). Memory in the pending encodings.
-	recs map[string]encoding.Record
+	// (BenchmarkListPending). Memory in the pending encodings. With the
+	// bucket's revision (when it came round the feed), a settle's
+	// compare-and-set starts from it instead of reading the record.
+	recs map[string]store.Revision
 	// all and byWS order the pending encodings, oldest request first, in
 	// B-trees: an encoding settles anywhere in the order, and a sorted
 	// slice moved half of itself on each (it showed as a fifth of the
@@ -96,7 +98,7 @@ type waiter struct {
 
 func newFeed(maxWaiters int) *feed {
 	return &feed{maxWaiters: maxWaiters, waiters: map[string]map[*waiter]struct{}{},
-		pending: map[string]pendingKey{}, recs: map[string]encoding.Record{}, all: newPendingTree(), byWS: map[string]*btree.BTreeG[pendingKey]{},
+		pending: map[string]pendingKey{}, recs: map[string]store.Revision{}, all: newPendingTree(), byWS: map[string]*btree.BTreeG[pendingKey]{},
 		loading: map[string]bool{},
 		settled: map[string]bool{}, settledRing: make([]string, settledRemembered)}
 }
@@ -112,18 +114,21 @@ func (f *feed) registered(rec encoding.Record) {
 	defer f.mu.Unlock()
 	if !f.settled[rec.EncodingID] {
 		f.addLocked(pendingKey{at: rec.RequestedAt, id: rec.EncodingID, ws: rec.WorkspaceID})
-		f.keepLocked(rec)
+		f.keepLocked(store.Revision{Record: rec})
 	}
 }
 
-// keepLocked keeps rec as its pending encoding's latest revision, unless
-// a later one is kept already or it is not pending.
-func (f *feed) keepLocked(rec encoding.Record) {
+// keepLocked keeps r as its pending encoding's latest revision, unless a
+// later one is kept already (or the same one with its bucket revision) or
+// it is not pending.
+func (f *feed) keepLocked(r store.Revision) {
+	rec := r.Record
 	if _, ok := f.pending[rec.EncodingID]; !ok || rec.Status.Terminal() {
 		return
 	}
-	if kept, ok := f.recs[rec.EncodingID]; !ok || kept.Revision < rec.Revision {
-		f.recs[rec.EncodingID] = rec
+	kept, ok := f.recs[rec.EncodingID]
+	if !ok || kept.Record.Revision < rec.Revision || (kept.Record.Revision == rec.Revision && kept.KV == 0) {
+		f.recs[rec.EncodingID] = r
 	}
 }
 
@@ -131,7 +136,15 @@ func (f *feed) keepLocked(rec encoding.Record) {
 func (f *feed) keep(rec encoding.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.keepLocked(rec)
+	f.keepLocked(store.Revision{Record: rec})
+}
+
+// latest is the latest revision kept of encoding id, if any: where a
+// settle's compare-and-set starts (a stale one costs it a read).
+func (f *feed) latest(id string) store.Revision {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.recs[id]
 }
 
 // kept returns the latest revision kept of each of ids, and the ids it
@@ -142,12 +155,12 @@ func (f *feed) kept(ids []string) ([]encoding.Record, []string) {
 	recs := make([]encoding.Record, len(ids))
 	var missing []string
 	for i, id := range ids {
-		rec, ok := f.recs[id]
+		r, ok := f.recs[id]
 		if !ok {
 			missing = append(missing, id)
 			continue
 		}
-		recs[i] = rec
+		recs[i] = r.Record
 	}
 	return recs, missing
 }
@@ -164,8 +177,8 @@ func (f *feed) start(ctx, wait context.Context, st *store.Store, log zerolog.Log
 		return err
 	}
 	go func() {
-		for rec := range records {
-			f.publish(rec)
+		for r := range records {
+			f.publish(r)
 		}
 	}()
 	// A stream just created on a cluster may have no leader for a moment
@@ -225,9 +238,10 @@ func (f *feed) sweep(ctx context.Context, st *store.Store, maxAge time.Duration,
 	}
 }
 
-// publish hands rec to every request waiting on its encoding and keeps
-// the pending set.
-func (f *feed) publish(rec encoding.Record) {
+// publish hands a revision to every request waiting on its encoding and
+// keeps the pending set.
+func (f *feed) publish(r store.Revision) {
+	rec := r.Record
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if rec.Status.Terminal() {
@@ -238,7 +252,7 @@ func (f *feed) publish(rec encoding.Record) {
 		if rec.Revision == 1 && !f.settled[rec.EncodingID] {
 			f.addLocked(pendingKey{at: rec.RequestedAt, id: rec.EncodingID, ws: rec.WorkspaceID})
 		}
-		f.keepLocked(rec)
+		f.keepLocked(r)
 	}
 	for w := range f.waiters[rec.EncodingID] {
 		if w.deliver != nil {

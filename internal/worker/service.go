@@ -42,6 +42,10 @@ type service struct {
 	// before its revision comes round the feed (the pending listing's
 	// read-your-write).
 	settledHere func(id string)
+	// latest, when set, is the latest revision of a pending encoding
+	// this process has seen (the feed's), where a settle starts instead
+	// of reading the record.
+	latest func(id string) store.Revision
 }
 
 // Register stores a pending encoding and applies the events that came
@@ -355,11 +359,16 @@ func (s *service) encoderRemoved(ctx context.Context, ev encoding.Event, encoder
 	return result, nil
 }
 
-// settle applies ev to one encoding with a compare-and-set.
+// settle applies ev to one encoding with a compare-and-set, from the
+// revision the feed has seen when it has one.
 func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (encoding.Result, error) {
-	card, cardErr := s.cardFor(ctx, id, ev)
+	var seen store.Revision
+	if s.latest != nil {
+		seen = s.latest(id)
+	}
+	card, cardErr := s.cardFor(ctx, id, ev, seen)
 	var res encoding.Result
-	rec, _, err := s.store.Update(ctx, id, func(r encoding.Record) (encoding.Record, bool) {
+	rec, _, err := s.store.UpdateFrom(ctx, id, seen, func(r encoding.Record) (encoding.Record, bool) {
 		next, r2, changed := encoding.Apply(r, ev, s.limits.SkewMargin, s.now())
 		res = r2
 		if changed && card != nil {
@@ -400,8 +409,10 @@ func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (enc
 // credential encoding, before the state change, so that the issued record
 // already has it. It returns (nil, nil) when there is nothing to fetch, and
 // an error only when a fetch was needed and failed (bounded by the enrich
-// timeout: the outcome is never held up longer).
-func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event) (*encoding.Card, error) {
+// timeout: the outcome is never held up longer). It judges from seen when
+// the feed has a revision (a stale one costs at worst a fetch not needed),
+// else from a read.
+func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event, seen store.Revision) (*encoding.Card, error) {
 	client := s.tenants.seam(ev.WorkspaceID)
 	if client == nil {
 		return nil, nil
@@ -409,8 +420,14 @@ func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event) (*e
 	if eff, _ := encoding.EffectOf(ev.EventType); !eff.Success() {
 		return nil, nil
 	}
-	rec, err := s.store.Get(ctx, id)
-	if err != nil || rec.AcsCredentialID == "" {
+	rec := seen.Record
+	if seen.KV == 0 {
+		var err error
+		if rec, err = s.store.Get(ctx, id); err != nil {
+			return nil, nil
+		}
+	}
+	if rec.AcsCredentialID == "" {
 		return nil, nil
 	}
 	if _, res, _ := encoding.Apply(rec, ev, s.limits.SkewMargin, s.now()); res != encoding.ResultMatched {

@@ -222,7 +222,7 @@ func New(ctx context.Context, o Options) (*Worker, error) {
 			return st.UnpinConsumer(ctx, streams.OutboxConsumer, streams.OutboxGroup)
 		}}
 	w.feed = newFeed(o.API.MaxWaiters)
-	w.svc.settledHere = w.feed.settledHere
+	w.svc.settledHere, w.svc.latest = w.feed.settledHere, w.feed.latest
 	if err := registerFeedGauges(w.feed, o.Registerer); err != nil {
 		return nil, err
 	}
