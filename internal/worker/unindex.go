@@ -30,15 +30,21 @@ type unindexer struct {
 // in line.
 const unindexQueue = 4096
 
+// unindexWorkers is how many removals are in flight at once: each is a
+// round trip, and one at a time (about a millisecond each under load)
+// fell behind the settles, filled the queue and put the round trip back
+// on the settling path (BenchmarkSettle's goroutine dump).
+const unindexWorkers = 16
+
 func newUnindexer(st *store.Store, log zerolog.Logger) *unindexer {
 	u := &unindexer{store: st, log: log, queue: make(chan store.Pending, unindexQueue)}
-	u.wg.Add(1)
-	go func() {
-		defer u.wg.Done()
-		for item := range u.queue {
-			u.do(item)
-		}
-	}()
+	for range unindexWorkers {
+		u.wg.Go(func() {
+			for item := range u.queue {
+				u.do(item)
+			}
+		})
+	}
 	return u
 }
 
