@@ -137,12 +137,10 @@ func (s *service) create(ctx context.Context, req encoding.RegisterRequest, id s
 		return encoding.Record{}, store.TargetRead{}, err
 	}
 	if !created {
-		target = store.TargetRead{} // not this request's record: read afresh
+		return stored, store.TargetRead{}, nil // not this request's record: the claim reads afresh
 	}
-	if created {
-		s.log.Info().Str("encoding_id", id).Str("target", rec.Target().String()).Str("action_attempt_id", rec.ActionAttemptID).
-			Str("to", string(encoding.StatusPending)).Msg("encoding registered")
-	}
+	s.log.Info().Str("encoding_id", id).Str("target", rec.Target().String()).Str("action_attempt_id", rec.ActionAttemptID).
+		Str("to", string(encoding.StatusPending)).Msg("encoding registered")
 	return stored, target, nil
 }
 
