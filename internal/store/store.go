@@ -252,8 +252,10 @@ func (s *Store) UpdateTarget(ctx context.Context, t encoding.TargetRef, fn func(
 }
 
 // UpdateTargetFrom is UpdateTarget whose first attempt applies fn to the
-// state from (when it is a read) instead of reading it again: if the state
-// has changed since, the compare-and-set fails and the next attempt reads.
+// state from (when it is a read) instead of reading it again: only a write
+// that lands is taken from it. If the state has changed since, the
+// compare-and-set fails; no write, or an error from fn, is decided on a
+// read, as are the attempts after the first.
 func (s *Store) UpdateTargetFrom(ctx context.Context, t encoding.TargetRef, from TargetRead, fn func(*encoding.TargetState) (bool, error)) (encoding.TargetState, error) {
 	var st encoding.TargetState
 	err := s.casFrom(ctx, targetKey(t), from.at, func(b []byte) ([]byte, error) {
