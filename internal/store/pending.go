@@ -79,7 +79,7 @@ func (s *Store) RemovePending(ctx context.Context, p Pending) error {
 	if p.RequestedAt.IsZero() {
 		err = s.index.Stream.Purge(ctx, jetstream.WithPurgeSubject(pendingPrefix+p.WorkspaceID+".*."+p.EncodingID))
 	} else {
-		marker := &nats.Msg{Subject: PendingSubject(p), Header: nats.Header{kvOperation: {kvDelete}}}
+		marker := &nats.Msg{Subject: PendingSubject(p), Header: nats.Header{streams.HeaderKVOperation: {streams.KVDelete}}}
 		_, err = s.index.Publisher.PublishMsg(ctx, marker, jetstream.WithMsgTTL(streams.PendingMarkerTTL))
 	}
 	if err != nil {
@@ -195,15 +195,8 @@ func readIndex(ctx context.Context, st Stream, prefix string, cfg jetstream.Orde
 	}
 }
 
-// kvOperation is the header in which a KV marker names itself (a delete
-// is kvDelete; nats.go keeps both names to itself).
-const (
-	kvOperation = "KV-Operation"
-	kvDelete    = "DEL"
-)
-
 func parseIndexEntry(m jetstream.Msg, prefix string) (Pending, bool) {
-	if m.Headers().Get(kvOperation) != "" {
+	if m.Headers().Get(streams.HeaderKVOperation) != "" {
 		return Pending{}, false // a marker: the entry is gone
 	}
 	parts := strings.Split(strings.TrimPrefix(m.Subject(), prefix), ".")

@@ -26,3 +26,12 @@ const (
 	// webhook request when it had one.
 	HeaderTraceparent = "traceparent"
 )
+
+// HeaderKVOperation is the header in which a KV bucket's marker message
+// names itself (KVDelete for a delete; nats.go keeps both names to
+// itself): the outbox skips markers, the pending index writes and skips
+// them.
+const (
+	HeaderKVOperation = "KV-Operation"
+	KVDelete          = "DEL"
+)

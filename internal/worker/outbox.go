@@ -93,7 +93,7 @@ func (o *outbox) start() error {
 // publish runs in the consume goroutine, one revision at a time, in the
 // bucket's order.
 func (o *outbox) publish(msg jetstream.Msg) {
-	if op := msg.Headers().Get("KV-Operation"); op != "" {
+	if op := msg.Headers().Get(streams.HeaderKVOperation); op != "" {
 		_ = msg.Ack() // a delete, purge or expiry marker: no outcome
 		return
 	}
