@@ -112,12 +112,23 @@ func New(bucket KV, stream Stream, index Index) *Store {
 
 // Get returns the record, or an error wrapping encoding.ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (encoding.Record, error) {
-	var rec encoding.Record
-	_, err := s.read(ctx, recordKey(id), &rec)
+	r, err := s.GetRevision(ctx, id)
+	return r.Record, err
+}
+
+// GetRevision is Get with the bucket revision the record was read at, for
+// UpdateFrom to start from.
+func (s *Store) GetRevision(ctx context.Context, id string) (Revision, error) {
+	var r Revision
+	rev, err := s.read(ctx, recordKey(id), &r.Record)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return encoding.Record{}, fmt.Errorf("%s: %w", id, encoding.ErrNotFound)
+		return Revision{}, fmt.Errorf("%s: %w", id, encoding.ErrNotFound)
 	}
-	return rec, err
+	if err != nil {
+		return Revision{}, err
+	}
+	r.KV = rev
+	return r, nil
 }
 
 // Create stores rec as revision 1. If the record exists already (a replay

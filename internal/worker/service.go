@@ -364,7 +364,7 @@ func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (enc
 	if s.latest != nil {
 		seen = s.latest(id)
 	}
-	card, cardErr := s.cardFor(ctx, id, ev, seen)
+	card, seen, cardErr := s.cardFor(ctx, id, ev, seen)
 	var res encoding.Result
 	rec, _, err := s.store.UpdateFrom(ctx, id, seen, func(r encoding.Record) (encoding.Record, bool) {
 		next, r2, changed := encoding.Apply(r, ev, s.limits.SkewMargin, s.now())
@@ -405,37 +405,39 @@ func (s *service) settle(ctx context.Context, id string, ev encoding.Event) (enc
 
 // cardFor fetches the card number an issued event will add to a pending
 // credential encoding, before the state change, so that the issued record
-// already has it. It returns (nil, nil) when there is nothing to fetch, and
-// an error only when a fetch was needed and failed (bounded by the enrich
-// timeout: the outcome is never held up longer). It judges from seen when
-// the feed has a revision (a stale one costs at worst a fetch not needed),
-// else from a read.
-func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event, seen store.Revision) (*encoding.Card, error) {
+// already has it. It returns a nil card when there is nothing to fetch,
+// and an error only when a fetch was needed and failed (bounded by the
+// enrich timeout: the outcome is never held up longer). It judges from
+// seen when the feed has a revision (a stale one costs at worst a fetch
+// not needed), else from a read, which it returns for the settle to start
+// from.
+func (s *service) cardFor(ctx context.Context, id string, ev encoding.Event, seen store.Revision) (*encoding.Card, store.Revision, error) {
 	client := s.tenants.seam(ev.WorkspaceID)
 	if client == nil {
-		return nil, nil
+		return nil, seen, nil
 	}
 	if eff, _ := encoding.EffectOf(ev.EventType); !eff.Success() {
-		return nil, nil
+		return nil, seen, nil
+	}
+	if seen.KV == 0 {
+		read, err := s.store.GetRevision(ctx, id)
+		if err != nil {
+			return nil, seen, nil
+		}
+		seen = read
 	}
 	rec := seen.Record
-	if seen.KV == 0 {
-		var err error
-		if rec, err = s.store.Get(ctx, id); err != nil {
-			return nil, nil
-		}
-	}
 	if rec.AcsCredentialID == "" {
-		return nil, nil
+		return nil, seen, nil
 	}
 	if _, res, _ := encoding.Apply(rec, ev, s.limits.SkewMargin, s.now()); res != encoding.ResultMatched {
-		return nil, nil
+		return nil, seen, nil
 	}
 	card, err := s.fetchCard(ctx, client, rec.AcsCredentialID)
 	if err != nil {
-		return nil, err
+		return nil, seen, err
 	}
-	return &card, nil
+	return &card, seen, nil
 }
 
 // fetchCard reads a credential within the enrich timeout and fails unless
